@@ -1,0 +1,1 @@
+"""Kedro pipelines: thin wiring of library calls, one package per pipeline."""

@@ -1,0 +1,21 @@
+"""``sample_world`` pipeline: params -> world layout -> raw folders + hidden truth."""
+
+from kedro.pipeline import Node, Pipeline
+
+from .nodes import build_sample_world, write_sentinel2_tiles, write_streetscapes, write_truth
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(build_sample_world, "params:sample_world", "sample_world_layout",
+                 name="build_sample_world_node"),
+            Node(write_sentinel2_tiles, "sample_world_layout", "sentinel2_raw",
+                 name="write_sentinel2_tiles_node"),
+            Node(write_streetscapes, "sample_world_layout", "streetscapes_raw",
+                 name="write_streetscapes_node"),
+            Node(write_truth, "sample_world_layout", "sample_world_truth",
+                 name="write_truth_node"),
+        ],  # fmt: skip
+        tags="sample_world",
+    )
