@@ -16,23 +16,23 @@ from pyproj import CRS
 
 L2A_BANDS: tuple[str, ...] = (
     "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12",
-)  # fmt: skip
+)
 """Bands of an L2A product in the order of stacked deliveries (MPC, SatCLIP, SSL4EO)."""
 
 GAIR_BANDS: tuple[str, ...] = (
     "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12",
-)  # fmt: skip
+)
 """The 10 bands GAIR's RS encoder reads (the 60 m bands B01 and B09 are dropped)."""
 
 CENTRE_WAVELENGTH_NM: dict[str, int] = {
     "B01": 443, "B02": 490, "B03": 560, "B04": 665, "B05": 704, "B06": 740,
     "B07": 783, "B08": 842, "B8A": 865, "B09": 945, "B11": 1610, "B12": 2190,
-}  # fmt: skip
+}
 
 NATIVE_RESOLUTION_M: dict[str, int] = {
     "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20,
     "B07": 20, "B08": 10, "B8A": 20, "B09": 60, "B11": 20, "B12": 20,
-}  # fmt: skip
+}
 
 QUANTIFICATION_VALUE = 10_000
 NODATA_DN = 0

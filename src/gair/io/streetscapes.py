@@ -11,7 +11,7 @@ METADATA_COMMON_ATTRIBUTES_COLUMNS: tuple[str, ...] = (
     "uuid", "source", "orig_id", "lat", "lon", "datetime_local", "year", "month", "day",
     "hour", "width", "height", "heading", "projection_type", "hFoV", "vFoV",
     "sequence_index", "sequence_id", "sequence_img_count",
-)  # fmt: skip
+)
 """The exact columns of ``metadata_common_attributes.csv``, in order."""
 
 STRING_COLUMNS: tuple[str, ...] = ("uuid", "source", "orig_id", "sequence_id")
@@ -19,7 +19,7 @@ STRING_COLUMNS: tuple[str, ...] = ("uuid", "source", "orig_id", "sequence_id")
 
 PERCEPTION_ATTRIBUTES: tuple[str, ...] = (
     "Safe", "Lively", "Wealthy", "Beautiful", "Boring", "Depressing",
-)  # fmt: skip
+)
 """Perception scores (0-10) predicted for every image, as the dataset names them."""
 
 IMAGE_SUFFIX = ".jpeg"

@@ -10,6 +10,7 @@ green between houses) and what street views show (façades, street trees, road r
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -76,7 +77,7 @@ def voronoi_parcels(rng: np.random.Generator, shape: tuple[int, int], cell_px: i
     rows_g, cols_g = height // cell_px + 3, width // cell_px + 3
     # Seed (i, j) lies in cell (i - 1, j - 1), so border cells have neighbours too.
     seeds = (np.stack(np.meshgrid(np.arange(rows_g), np.arange(cols_g), indexing="ij"), -1)
-             - 1 + rng.uniform(0.15, 0.85, size=(rows_g, cols_g, 2))) * cell_px  # fmt: skip
+             - 1 + rng.uniform(0.15, 0.85, size=(rows_g, cols_g, 2))) * cell_px
     rr, cc = np.meshgrid(np.arange(height) + 0.5, np.arange(width) + 0.5, indexing="ij")
     ci, cj = (rr // cell_px).astype(int) + 1, (cc // cell_px).astype(int) + 1
     best = np.full(shape, np.inf)
@@ -95,7 +96,7 @@ def _draw_polyline(mask: np.ndarray, points: np.ndarray, width_px: float) -> Non
     """Burn a polyline of ``(row, col)`` vertices with the given width into ``mask``."""
     height, width = mask.shape
     radius = max(width_px / 2.0, 0.5)
-    for (r0, c0), (r1, c1) in zip(points[:-1], points[1:], strict=True):
+    for (r0, c0), (r1, c1) in itertools.pairwise(points):
         steps = int(np.ceil(np.hypot(r1 - r0, c1 - c0) * 2)) + 1
         for t in np.linspace(0.0, 1.0, steps):
             r, c = r0 + t * (r1 - r0), c0 + t * (c1 - c0)
@@ -145,9 +146,9 @@ def generate_landscape(
          v + 0.25 * (draw[1] - 0.5) > 0.14],
         [LandCover.FOREST, LandCover.CROPLAND, LandCover.GRASSLAND],
         default=LandCover.BARE,
-    )  # fmt: skip
+    )
     built = np.where(draw[2] < 0.78 - 0.35 * (1.0 - a) * (u > 0.8), LandCover.RESIDENTIAL,
-                     LandCover.INDUSTRIAL)  # fmt: skip
+                     LandCover.INDUSTRIAL)
     classes = np.zeros(n_parcels, dtype=np.uint8)
     classes[parcel_ids] = np.where(draw[0] < built_p, built, natural)
     landcover = classes[parcel]
@@ -177,7 +178,7 @@ def generate_landscape(
         [rng.normal(1.0, 0.07, n_parcels), rng.uniform(0, np.pi, n_parcels),
          rng.uniform(2.2, 4.5, n_parcels), rng.uniform(0.15, 0.95, n_parcels)],
         axis=1,
-    ).astype(np.float32)  # fmt: skip
+    ).astype(np.float32)
     return Landscape(landcover, parcel, affluence, urbanity, parcel_params)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from gair.io.sentinel2 import L2A_BANDS, NATIVE_RESOLUTION_M
-from gair.sample_world.landscape import Landscape, LandCover, smooth_field
+from gair.sample_world.landscape import LandCover, Landscape, smooth_field
 
 # Surface reflectance of endmembers in L2A band order (B01 ... B09, B11, B12).
 ENDMEMBERS: dict[str, np.ndarray] = {
@@ -28,7 +28,7 @@ ENDMEMBERS: dict[str, np.ndarray] = {
         "water": [0.060, 0.055, 0.045, 0.030, 0.022, 0.015, 0.012, 0.010, 0.008, 0.006, 0.004, 0.003],
         "turbid_water": [0.070, 0.070, 0.080, 0.065, 0.060, 0.035, 0.030, 0.025, 0.022, 0.015, 0.008, 0.005],
     }.items()
-}  # fmt: skip
+}
 
 
 def _blocks(rng: np.random.Generator, shape: tuple[int, int], block_px: int) -> np.ndarray:
@@ -48,7 +48,7 @@ def _native_resolution(reflectance: np.ndarray, pixel_size_m: float) -> np.ndarr
     out = reflectance.copy()
     height, width = reflectance.shape[1:]
     for index, band in enumerate(L2A_BANDS):
-        factor = int(round(NATIVE_RESOLUTION_M[band] / pixel_size_m))
+        factor = round(NATIVE_RESOLUTION_M[band] / pixel_size_m)
         if factor <= 1:
             continue
         h, w = -(-height // factor) * factor, -(-width // factor) * factor
@@ -104,7 +104,7 @@ def render_reflectance(
         "asphalt": np.where(lc == LandCover.ROAD, 1.0, 0.0),
         "water": np.where(lc == LandCover.WATER, 1.0 - 0.6 * lowfreq, 0.0),
         "turbid_water": np.where(lc == LandCover.WATER, 0.6 * lowfreq, 0.0),
-    }  # fmt: skip
+    }
     reflectance = _mix({k: v.astype(np.float32) for k, v in fractions.items()})
     # Forest canopy shadows; parcel-to-parcel brightness; scene-wide illumination and haze.
     reflectance *= np.where(lc == LandCover.FOREST, 0.8 + 0.35 * fine, 1.0)[None]

@@ -71,7 +71,7 @@ def _ground(code: int, rng: np.random.Generator) -> tuple[int, ...]:
         LandCover.GRASSLAND: (112, 158, 70), LandCover.CROPLAND: (138, 128, 70),
         LandCover.RESIDENTIAL: (128, 124, 118), LandCover.INDUSTRIAL: (148, 147, 142),
         LandCover.BARE: (172, 142, 102), LandCover.ROAD: (92, 92, 95),
-    }  # fmt: skip
+    }
     return _jitter(rng, colours.get(LandCover(code), (120, 120, 120)), 10)
 
 
@@ -85,7 +85,7 @@ def _tree(draw, rng, x: float, base: float, size: float, dark: bool = False) -> 
 
 
 def _draw_sector(draw, rng, code: int, box: Box, horizon: int, scale: float,
-                 scene: StreetViewScene, vanish_x: float) -> None:  # fmt: skip
+                 scene: StreetViewScene, vanish_x: float) -> None:
     """Draw one direction's class into the column range of ``box``."""
     x0, _, x1, height = box
     span = x1 - x0
@@ -101,7 +101,7 @@ def _draw_sector(draw, rng, code: int, box: Box, horizon: int, scale: float,
     elif code == LandCover.FOREST:
         for _ in range(int(span / (unit * 0.07)) + 2):
             _tree(draw, rng, rng.uniform(x0, x1), horizon + rng.uniform(0, 0.05) * unit,
-                  unit * rng.uniform(0.35, 0.6), dark=True)  # fmt: skip
+                  unit * rng.uniform(0.35, 0.6), dark=True)
     elif code == LandCover.GRASSLAND:
         for _ in range(int(span * 0.5)):
             x, y = rng.uniform(x0, x1), rng.uniform(horizon, height)
@@ -112,7 +112,7 @@ def _draw_sector(draw, rng, code: int, box: Box, horizon: int, scale: float,
         stripe_a, stripe_b = _jitter(rng, (128, 150, 62), 15), _jitter(rng, (122, 96, 62), 12)
         for k, x in enumerate(np.linspace(x0 - span, x1 + span, int(span / 3) + 6)):
             draw.line([(vanish_x, horizon), (x, height)], fill=stripe_a if k % 2 else stripe_b,
-                      width=2)  # fmt: skip
+                      width=2)
     elif code == LandCover.RESIDENTIAL:
         x = x0 + rng.uniform(-0.1, 0.2) * unit * 0.4
         while x < x1:
@@ -121,13 +121,13 @@ def _draw_sector(draw, rng, code: int, box: Box, horizon: int, scale: float,
             base = horizon + unit * 0.06
             saturation = 0.3 + 0.7 * aff
             facade = tuple(int(200 - (200 - c) * saturation)
-                           for c in _jitter(rng, (226, 196, 150), 40))  # fmt: skip
+                           for c in _jitter(rng, (226, 196, 150), 40))
             if aff < 0.35:
                 facade = tuple(int(c * 0.8) for c in facade)  # weathered paint
             draw.rectangle([x, base - h, x + w, base], fill=facade)
             roof = _jitter(rng, (150, 60, 45) if rng.random() < 0.6 else (80, 80, 88), 15)
             draw.polygon([(x - w * 0.06, base - h), (x + w / 2, base - h - h * 0.45),
-                          (x + w * 1.06, base - h)], fill=roof)  # fmt: skip
+                          (x + w * 1.06, base - h)], fill=roof)
             for wx in np.arange(x + w * 0.15, x + w * 0.85, w * 0.25):
                 for wy in np.arange(base - h * 0.85, base - h * 0.25, h * 0.3):
                     draw.rectangle([wx, wy, wx + w * 0.1, wy + h * 0.14], fill=(60, 70, 85))
@@ -148,17 +148,17 @@ def _draw_sector(draw, rng, code: int, box: Box, horizon: int, scale: float,
             if rng.random() < 0.5:
                 cx = x + w * rng.uniform(0.2, 0.8)
                 draw.rectangle([cx, base - h - unit * 0.3, cx + unit * 0.03, base - h],
-                               fill=(110, 105, 100))  # fmt: skip
+                               fill=(110, 105, 100))
                 r = unit * 0.06
                 draw.ellipse([cx - r, base - h - unit * 0.42 - r, cx + r * 2,
-                              base - h - unit * 0.3], fill=(185, 185, 185))  # fmt: skip
+                              base - h - unit * 0.3], fill=(185, 185, 185))
             x += w * rng.uniform(1.05, 1.2)
         for fx in np.arange(x0, x1, max(3.0, unit * 0.04)):  # chain-link fence
             draw.line([(fx, horizon + unit * 0.06), (fx, horizon + unit * 0.12)], fill=(90, 90, 90))
     elif code == LandCover.BARE:
         peaks = [(x0, horizon)] + [
             (x, horizon - unit * rng.uniform(0.02, 0.12)) for x in np.linspace(x0, x1, 5)
-        ] + [(x1, horizon)]  # fmt: skip
+        ] + [(x1, horizon)]
         draw.polygon(peaks, fill=_jitter(rng, (150, 120, 95), 10))
         for _ in range(int(span * 0.3)):
             x, y = rng.uniform(x0, x1), rng.uniform(horizon, height)
@@ -167,11 +167,11 @@ def _draw_sector(draw, rng, code: int, box: Box, horizon: int, scale: float,
 
 
 def _road(draw, rng, left: float, right: float, vanish_x: float, horizon: int, height: int,
-          scene: StreetViewScene) -> None:  # fmt: skip
+          scene: StreetViewScene) -> None:
     """A road from the bottom edge to the vanishing point, worn where affluence is low."""
     grey = _jitter(rng, (88, 88, 92), 6)
     draw.polygon([(left, height), (vanish_x - 1, horizon), (vanish_x + 1, horizon),
-                  (right, height)], fill=grey)  # fmt: skip
+                  (right, height)], fill=grey)
     if scene.urbanity > 0.45:  # kerbs and pavements in town
         for edge in (left, right):
             draw.line([(edge, height), (vanish_x, horizon)], fill=(170, 168, 160), width=2)
@@ -194,11 +194,11 @@ def _vehicle(draw, rng, x: float, base: float, size: float) -> None:
     body = _jitter(rng, tuple(int(c) for c in rng.integers(30, 220, 3)), 0)
     draw.rectangle([x, base - size * 0.45, x + size, base - size * 0.12], fill=body)
     draw.rectangle([x + size * 0.2, base - size * 0.7, x + size * 0.8, base - size * 0.45],
-                   fill=tuple(int(c * 0.8) for c in body))  # fmt: skip
+                   fill=tuple(int(c * 0.8) for c in body))
     for wx in (x + size * 0.2, x + size * 0.8):
         r = size * 0.12
         draw.ellipse([wx - r, base - size * 0.12 - r, wx + r, base - size * 0.12 + r],
-                     fill=(20, 20, 20))  # fmt: skip
+                     fill=(20, 20, 20))
 
 
 def _finish(image: Image.Image, rng: np.random.Generator, scene: StreetViewScene) -> np.ndarray:

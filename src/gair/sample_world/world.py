@@ -36,8 +36,8 @@ from gair.io.streetscapes import (
 from gair.sample_world.config import SampleWorldConfig, Site
 from gair.sample_world.landscape import (
     LEGEND_RGB,
-    Landscape,
     LandCover,
+    Landscape,
     dominant_class,
     generate_landscape,
 )
@@ -57,13 +57,18 @@ _RENDER_BASE = 1_000_000  # street view i of a tile renders with purpose _RENDER
 CONTEXTUAL_COLUMNS = (
     "uuid", "source", "orig_id", "glare", "lighting_condition", "pano_status", "platform",
     "quality", "reflection", "view_direction", "weather",
-)  # fmt: skip
+)
 
 _LAT_BANDS = "CDEFGHJKLMNPQRSTUVWX"
 
 
 def _rng(config: SampleWorldConfig, *key: int) -> np.random.Generator:
     return np.random.default_rng([config.seed, *key])
+
+
+def _block_size(config: SampleWorldConfig) -> int:
+    """GeoTIFF block edge: 256 px, or less so small tiles still hold several blocks."""
+    return min(256, max(16, config.tile_size_px // 2 // 16 * 16))
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,7 @@ class Tile:
 
     def contains(self, lat: float, lon: float) -> bool:
         x, y = Transformer.from_crs(4326, self.crs, always_xy=True).transform(lon, lat)
-        col, row = ~self.transform * (x, y)
+        col, row = ~self.transform @ (x, y)
         return 0.0 <= col < self.size_px and 0.0 <= row < self.size_px
 
 
@@ -138,7 +143,7 @@ def _tile_grid(config: SampleWorldConfig) -> tuple[Tile, ...]:
                 site_index=site_index, tile_index=tile_index, site=site, crs=crs,
                 transform=Affine(config.pixel_size_m, 0.0, west, 0.0, -config.pixel_size_m, north),
                 size_px=config.tile_size_px, nodata_border=site.nodata_border,
-            ))  # fmt: skip
+            ))
     return tuple(tiles)
 
 
@@ -166,11 +171,11 @@ def _road_walks(
                 (dr, dc) for dr, dc in neighbours
                 if 0 <= row + dr < walkable.shape[0] and 0 <= col + dc < walkable.shape[1]
                 and walkable[row + dr, col + dc] and (row + dr, col + dc) not in visited
-            ]  # fmt: skip
+            ]
             if not options:
                 break
             scores = [np.dot(direction, np.array(o) / np.hypot(*o)) + rng.normal(0, 0.1)
-                      for o in options]  # fmt: skip
+                      for o in options]
             step = np.array(options[int(np.argmax(scores))])
             direction = 0.6 * direction + 0.4 * step / np.hypot(*step)
             row, col = row + step[0], col + step[1]
@@ -186,7 +191,7 @@ def _road_walks(
 
 
 def _sectors(landcover: np.ndarray, row: int, col: int, headings: list[float],
-             fallback: np.random.Generator) -> tuple[int, ...]:  # fmt: skip
+             fallback: np.random.Generator) -> tuple[int, ...]:
     """Class seen in each compass direction: the most common non-road class 20-80 m away."""
     codes = []
     for heading in headings:
@@ -205,7 +210,7 @@ def _sectors(landcover: np.ndarray, row: int, col: int, headings: list[float],
 
 
 def _perception(fractions: dict[LandCover, float], affluence: float, weather: str,
-                lighting: str, rng: np.random.Generator) -> dict[str, float]:  # fmt: skip
+                lighting: str, rng: np.random.Generator) -> dict[str, float]:
     """Perception scores (0-10) as a function of the surroundings and the conditions."""
     veg = sum(fractions[c] for c in (LandCover.FOREST, LandCover.GRASSLAND, LandCover.CROPLAND))
     res, ind = fractions[LandCover.RESIDENTIAL], fractions[LandCover.INDUSTRIAL]
@@ -225,18 +230,18 @@ def _perception(fractions: dict[LandCover, float], affluence: float, weather: st
         - 1.5 * veg,
     }
     return {k: round(float(np.clip(v + rng.normal(0.0, 0.6), 0.0, 10.0)), 2)
-            for k, v in raw.items()}  # fmt: skip
+            for k, v in raw.items()}
 
 
 def _class_fractions(landcover: np.ndarray | None, row: int, col: int, radius: int = 5,
-                     rng: np.random.Generator | None = None) -> dict[LandCover, float]:  # fmt: skip
+                     rng: np.random.Generator | None = None) -> dict[LandCover, float]:
     if landcover is None:  # outside every tile: surroundings unknown, draw them
         weights = rng.dirichlet(np.ones(len(LandCover) - 1))
         return dict(zip(list(LandCover)[:-1], weights.tolist(), strict=True)) | {
             LandCover.ROAD: 0.0
         }
     window = landcover[max(row - radius, 0) : row + radius + 1,
-                       max(col - radius, 0) : col + radius + 1]  # fmt: skip
+                       max(col - radius, 0) : col + radius + 1]
     counts = np.bincount(window.ravel(), minlength=len(LandCover) + 1).astype(float)
     counts[[0, LandCover.ROAD]] = 0.0
     total = counts.sum() or 1.0
@@ -244,7 +249,7 @@ def _class_fractions(landcover: np.ndarray | None, row: int, col: int, radius: i
 
 
 def _sequence_metadata(config: SampleWorldConfig, rng: np.random.Generator, site: Site,
-                       n_images: int) -> dict[str, Any]:  # fmt: skip
+                       n_images: int) -> dict[str, Any]:
     """What the images of one capture sequence share: provider, ids, date, camera, weather."""
     kartaview = rng.random() < config.kartaview_fraction
     panorama = (not kartaview) and rng.random() < config.panorama_fraction
@@ -252,7 +257,7 @@ def _sequence_metadata(config: SampleWorldConfig, rng: np.random.Generator, site
     start = dt.date(int(rng.choice([2023, 2024])), 5, 1) + dt.timedelta(days=int(rng.integers(0, 153)))
     hour = int(rng.choice([*range(8, 18)] * 8 + [6, 7, 18, 19] * 3 + [20, 21, 22] * 2))
     begin = dt.datetime(start.year, start.month, start.day, hour, int(rng.integers(60)),
-                        int(rng.integers(60)), int(rng.integers(1000)) * 1000)  # fmt: skip
+                        int(rng.integers(60)), int(rng.integers(1000)) * 1000)
     alphabet = string.ascii_letters + string.digits
     first_index = int(rng.integers(0, 2000))
     return {
@@ -269,7 +274,7 @@ def _sequence_metadata(config: SampleWorldConfig, rng: np.random.Generator, site
 
 
 def _metadata_row(config: SampleWorldConfig, rng: np.random.Generator, seq: dict[str, Any],
-                  index_in_seq: int, lat: float, lon: float, heading: float) -> dict[str, Any]:  # fmt: skip
+                  index_in_seq: int, lat: float, lon: float, heading: float) -> dict[str, Any]:
     """One row of ``metadata_common_attributes.csv``, formatted the way the real table is."""
     kartaview = seq["source"] == "KartaView"
     when = seq["begin"] + dt.timedelta(seconds=2 * index_in_seq)
@@ -285,7 +290,7 @@ def _metadata_row(config: SampleWorldConfig, rng: np.random.Generator, seq: dict
         fov = (float(rng.uniform(60, 110)), float(rng.uniform(45, 85)))
     return {
         "uuid": str(uuid.UUID(int=int(rng.integers(0, 2**63)) << 65 | int(rng.integers(0, 2**63)),
-                              version=4)),  # fmt: skip
+                              version=4)),
         "source": seq["source"],
         "orig_id": str(rng.integers(1_000_000_000, 3_000_000_000)) if kartaview
         else str(rng.integers(10**14, 10**16)),
@@ -300,7 +305,7 @@ def _metadata_row(config: SampleWorldConfig, rng: np.random.Generator, seq: dict
         "sequence_index": seq["first_index"] + index_in_seq,
         "sequence_id": seq["sequence_id"],
         "sequence_img_count": seq["img_count"],
-    }  # fmt: skip
+    }
 
 
 def _view_headings(heading: float, panorama: bool) -> list[float]:
@@ -309,8 +314,13 @@ def _view_headings(heading: float, panorama: bool) -> list[float]:
     return [heading - 90.0, heading, heading + 90.0]
 
 
-def _street_view_row(config, rng, seq, index_in_seq, tile, lat, lon, heading, row, col,
-                     landcover, landscape) -> dict[str, Any]:  # fmt: skip
+def _street_view_row(
+    config: SampleWorldConfig, rng: np.random.Generator, seq: dict[str, Any], *,
+    index_in_seq: int, tile: Tile | None, lat: float, lon: float, heading: float,
+    row: int, col: int, landscape: Landscape | None,
+) -> dict[str, Any]:
+    """Metadata, perception scores and hidden labels of one street view."""
+    landcover = landscape.landcover if landscape is not None else None
     record = _metadata_row(config, rng, seq, index_in_seq, lat, lon, heading)
     lighting = lighting_at(record["hour"])
     if landscape is not None:
@@ -320,7 +330,7 @@ def _street_view_row(config, rng, seq, index_in_seq, tile, lat, lon, heading, ro
     else:
         affluence, urbanity, label = float(rng.random()), float(rng.random()), 0
     sectors = _sectors(landcover, row, col, _view_headings(heading, seq["panorama"]), rng) \
-        if landcover is not None else tuple(int(c) for c in rng.integers(1, 8, 8 if seq["panorama"] else 3))  # fmt: skip
+        if landcover is not None else tuple(int(c) for c in rng.integers(1, 8, 8 if seq["panorama"] else 3))
     fractions = _class_fractions(landcover, row, col, rng=rng)
     record.update(_perception(fractions, affluence, seq["weather"], lighting, rng))
     record.update({
@@ -333,7 +343,7 @@ def _street_view_row(config, rng, seq, index_in_seq, tile, lat, lon, heading, ro
         "affluence": round(affluence, 4), "urbanity": round(urbanity, 4),
         "weather": seq["weather"], "lighting_condition": lighting,
         "render_key": "",
-    })  # fmt: skip
+    })
     return record
 
 
@@ -352,12 +362,14 @@ def build_world(config: SampleWorldConfig) -> SampleWorld:
             seq = _sequence_metadata(config, meta_rng, tile.site, len(sequence))
             for index_in_seq, (row, col, heading) in enumerate(sequence):
                 # A position inside the road pixel, with a little GPS scatter.
-                x, y = tile.transform * (col + placement.uniform(0.1, 0.9),
-                                         row + placement.uniform(0.1, 0.9))  # fmt: skip
+                x, y = tile.transform @ (col + placement.uniform(0.1, 0.9),
+                                         row + placement.uniform(0.1, 0.9))
                 lon, lat = to_wgs84.transform(x, y)
-                heading = (heading + placement.normal(0.0, 4.0)) % 360.0
-                record = _street_view_row(config, meta_rng, seq, index_in_seq, tile, lat, lon,
-                                          heading, row, col, landscape.landcover, landscape)  # fmt: skip
+                record = _street_view_row(
+                    config, meta_rng, seq, index_in_seq=index_in_seq, tile=tile, lat=lat,
+                    lon=lon, heading=(heading + placement.normal(0.0, 4.0)) % 360.0,
+                    row=row, col=col, landscape=landscape,
+                )
                 record["render_key"] = f"{tile.site_index}:{tile.tile_index}:{_RENDER_BASE + count}"
                 rows.append(record)
                 count += 1
@@ -383,8 +395,10 @@ def _outside_street_views(config: SampleWorldConfig, tiles: tuple[Tile, ...]) ->
         else:
             raise RuntimeError("could not place a street view outside every tile")
         seq = _sequence_metadata(config, rng, last.site, 1)
-        record = _street_view_row(config, rng, seq, 0, None, lat, lon, rng.uniform(0, 360),
-                                  -1, -1, None, None)  # fmt: skip
+        record = _street_view_row(
+            config, rng, seq, index_in_seq=0, tile=None, lat=lat, lon=lon,
+            heading=rng.uniform(0, 360), row=-1, col=-1, landscape=None,
+        )
         record["render_key"] = f"{_OUTSIDE_SITE}:{k}:{_RENDER_BASE}"
         rows.append(record)
     return rows
@@ -421,11 +435,11 @@ class Sentinel2Writer:
             dn[:, tile.nodata_mask(config)] = 0
             write_l2a_geotiff(
                 directory / f"{tile.tile_id}.tif", dn, tile.crs, tile.transform,
-                config.processing_baseline,
+                config.processing_baseline, block_size=_block_size(config),
                 tags={"SPACECRAFT_NAME": "Sentinel-2B", "PRODUCT_TYPE": "S2MSI2A",
                       "DATATAKE_SENSING_DATE": config.acquisition_date,
                       "SOURCE": "gair sample world (synthetic)"},
-            )  # fmt: skip
+            )
         return self.world.provenance() | {"tiles": len(self.world.tiles)}
 
 
@@ -470,7 +484,7 @@ class StreetscapesWriter:
             "reflection": np.where(table["weather"] == "rainy", "yes", "no"),
             "view_direction": "front/back",
             "weather": table["weather"],
-        }).loc[:, list(CONTEXTUAL_COLUMNS)]  # fmt: skip
+        }).loc[:, list(CONTEXTUAL_COLUMNS)]
 
 
 @dataclass(frozen=True)
@@ -482,25 +496,26 @@ class TruthWriter:
     TRUTH_COLUMNS = (
         "uuid", "tile_id", "inside_tile", "row", "col", "landcover", "landcover_name",
         "sectors", "affluence", "urbanity", "weather", "lighting_condition",
-    )  # fmt: skip
+    )
 
     def write(self, directory: Path) -> dict[str, Any]:
         config = self.world.config
         (directory / "landcover").mkdir()
         (directory / "fields").mkdir()
-        profile = {"driver": "GTiff", "compress": "deflate", "tiled": True, "blockxsize": 256,
-                   "blockysize": 256, "width": config.tile_size_px,
-                   "height": config.tile_size_px}  # fmt: skip
+        block = _block_size(config)
+        profile = {"driver": "GTiff", "compress": "deflate", "tiled": True, "blockxsize": block,
+                   "blockysize": block, "width": config.tile_size_px,
+                   "height": config.tile_size_px}
         for tile in self.world.tiles:
             landscape = tile.landscape(config)
             common = profile | {"crs": tile.crs, "transform": tile.transform}
             with rasterio.open(directory / "landcover" / f"{tile.tile_id}.tif", "w", count=1,
-                               dtype="uint8", **common) as dst:  # fmt: skip
+                               dtype="uint8", **common) as dst:
                 dst.write(landscape.landcover, 1)
                 dst.set_band_description(1, "landcover")
                 dst.write_colormap(1, {int(c): (*LEGEND_RGB[c], 255) for c in LandCover})
             with rasterio.open(directory / "fields" / f"{tile.tile_id}.tif", "w", count=2,
-                               dtype="float32", **common) as dst:  # fmt: skip
+                               dtype="float32", **common) as dst:
                 dst.write(np.stack([landscape.affluence, landscape.urbanity]))
                 dst.set_band_description(1, "affluence")
                 dst.set_band_description(2, "urbanity")

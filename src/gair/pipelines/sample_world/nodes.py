@@ -25,7 +25,7 @@ def build_sample_world(config: SampleWorldConfig) -> SampleWorld:
     logger.info(
         "Sample world: %d tiles in %d sites, %d street views (%d outside every tile)",
         len(world.tiles), len(config.sites), len(views), int((~views["inside_tile"]).sum()),
-    )  # fmt: skip
+    )
     return world
 
 

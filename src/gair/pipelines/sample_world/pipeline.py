@@ -16,6 +16,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                  name="write_streetscapes_node"),
             Node(write_truth, "sample_world_layout", "sample_world_truth",
                  name="write_truth_node"),
-        ],  # fmt: skip
+        ],
         tags="sample_world",
     )

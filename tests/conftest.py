@@ -1,0 +1,71 @@
+"""Shared fixtures: the project root, the real-data samples, and a small sample world."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Keep every tool offline and quiet, whatever the caller's environment.
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+from gair.io.directories import replace_directory
+from gair.sample_world import (
+    SampleWorldConfig,
+    Sentinel2Writer,
+    StreetscapesWriter,
+    TruthWriter,
+    build_world,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+REALDATA = PROJECT_ROOT.parent / "shared" / "realdata"
+
+
+def small_world_config(**overrides) -> SampleWorldConfig:
+    """Three sites in three UTM zones (one southern), tiny tiles and images."""
+    values = {
+        "seed": 7,
+        "sites": [
+            {"name": "stuttgart", "lat": 48.775, "lon": 9.18, "utc_offset": "+02:00",
+             "nodata_border": True, "urbanity": 0.55},
+            {"name": "singapore", "lat": 1.352, "lon": 103.82, "utc_offset": "+08:00",
+             "urbanity": 0.7},
+            {"name": "sao_paulo", "lat": -23.55, "lon": -46.63, "utc_offset": "-03:00",
+             "nodata_border": True, "urbanity": 0.6},
+        ],
+        "tiles_per_site": 1,
+        "tile_size_px": 128,
+        "street_views_per_tile": 12,
+        "street_views_outside": 2,
+        "image_width": 64,
+        "image_height": 48,
+        "images_per_folder": 10,
+    }
+    return SampleWorldConfig(**(values | overrides))
+
+
+def write_world(config: SampleWorldConfig, root: Path) -> dict[str, Path]:
+    """Generate a sample world under ``root`` the way the pipeline's datasets do."""
+    world = build_world(config)
+    dirs = {"sentinel2": root / "sentinel2", "streetscapes": root / "streetscapes",
+            "truth": root / "truth"}
+    for name, writer in (("sentinel2", Sentinel2Writer), ("streetscapes", StreetscapesWriter),
+                         ("truth", TruthWriter)):
+        replace_directory(dirs[name], writer(world).write)
+    return dirs
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory) -> dict[str, Path]:
+    """A small generated sample world, shared by the tests that only read it."""
+    return write_world(small_world_config(), tmp_path_factory.mktemp("world"))
+
+
+@pytest.fixture
+def realdata() -> Path:
+    if not REALDATA.is_dir():
+        pytest.skip(f"real sample data not found at {REALDATA} (only present beside CI clones)")
+    return REALDATA

@@ -1,0 +1,122 @@
+"""The Kedro project: installs, registers its pipelines, runs, and keeps quiet."""
+
+from __future__ import annotations
+
+import configparser
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from kedro.config import OmegaConfigLoader
+from kedro.framework.project import configure_project, pipelines
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+import gair
+from gair.io.directories import read_manifest
+from tests.conftest import PROJECT_ROOT, small_world_config
+
+LAYERS = {"raw", "intermediate", "primary", "feature", "model_input", "models",
+          "model_output", "reporting"}
+
+
+@pytest.fixture(scope="module")
+def project():
+    bootstrap_project(PROJECT_ROOT)
+    configure_project("gair")
+    return PROJECT_ROOT
+
+
+def test_package_is_installed():
+    assert gair.__version__
+    assert Path(gair.__file__).resolve().is_relative_to(PROJECT_ROOT / "src")
+
+
+def test_pipelines_are_registered_and_default_chains_them(project):
+    assert "sample_world" in pipelines
+    default = {node.name for node in pipelines["__default__"].nodes}
+    for name, pipeline in pipelines.items():
+        assert {node.name for node in pipeline.nodes} <= default, name
+    assert pipelines["__default__"].nodes[0].name == "build_sample_world_node"
+
+
+def test_every_persisted_catalog_entry_has_a_viz_layer(project):
+    loader = OmegaConfigLoader(conf_source=str(project / "conf"), base_env="base",
+                               default_run_env="local")
+    catalog = loader["catalog"]
+    assert catalog
+    for name, entry in catalog.items():
+        if entry["type"] == "MemoryDataset":
+            continue
+        assert entry.get("metadata", {}).get("kedro-viz", {}).get("layer") in LAYERS, name
+
+
+def test_parameters_validate_before_anything_runs(project):
+    loader = OmegaConfigLoader(conf_source=str(project / "conf"), base_env="base",
+                               default_run_env="local")
+    from gair.sample_world import SampleWorldConfig
+
+    SampleWorldConfig(**loader["parameters"]["sample_world"])
+
+
+def test_telemetry_and_analytics_are_off_in_committed_config(project):
+    from kedro_telemetry.plugin import _check_for_telemetry_consent
+
+    assert _check_for_telemetry_consent(project) is False
+    dvc_config = configparser.ConfigParser()
+    dvc_config.read(project / ".dvc" / "config")
+    assert dvc_config["core"]["analytics"] == "false"
+    tracked = subprocess.run(["git", "ls-files", ".telemetry", ".dvc/config"], cwd=project,
+                             capture_output=True, text=True, check=False).stdout.split()
+    if (project / ".git").exists():
+        assert sorted(tracked) == [".dvc/config", ".telemetry"]
+
+
+def test_dvc_stage_runs_the_sample_world_pipeline(project):
+    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    stage = stages["sample_world"]
+    assert stage["cmd"] == "kedro run --pipeline sample_world"
+    for dep in stage["deps"]:
+        assert (project / dep).exists(), dep
+    assert "data/01_raw/sample/sentinel2" in stage["outs"]
+
+
+@pytest.mark.slow
+def test_kedro_run_writes_the_sample_world(project, tmp_path):
+    """A real Kedro session on a copy of conf/ whose globals point at a temporary folder."""
+    conf = tmp_path / "conf"
+    shutil.copytree(project / "conf", conf, ignore=shutil.ignore_patterns("local"))
+    (conf / "local").mkdir()
+    globals_ = yaml.safe_load((conf / "base" / "globals.yml").read_text())
+    globals_["sample_world_dir"] = str(tmp_path / "sample")
+    (conf / "base" / "globals.yml").write_text(yaml.safe_dump(globals_))
+    params = {"sample_world": small_world_config(tile_size_px=64).model_dump(mode="json")}
+    (conf / "base" / "parameters_sample_world.yml").write_text(yaml.safe_dump(params))
+
+    with KedroSession.create(project_path=project, conf_source=str(conf)) as session:
+        session.run(pipeline_names=["sample_world"])
+
+    for name in ("streetscapes", "sentinel2", "truth"):
+        folder = tmp_path / "sample" / name
+        assert read_manifest(folder)["provenance"]["config"]["tile_size_px"] == 64
+    assert len(list((tmp_path / "sample" / "sentinel2").glob("*.tif"))) == 3
+
+
+def test_kedro_cli_lists_the_pipelines(project):
+    result = subprocess.run(
+        [sys.executable, "-m", "kedro", "registry", "list"], cwd=project,
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "sample_world" in result.stdout and "__default__" in result.stdout
+
+
+def test_ruff_is_clean(project):
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "src", "tests", "benchmarks"], cwd=project,
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
