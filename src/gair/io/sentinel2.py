@@ -7,12 +7,29 @@ reflectance = (DN - 1000) / 10000, and 0 is nodata in every band.
 
 from __future__ import annotations
 
+import json
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import geopandas as gpd
 import numpy as np
+import pandas as pd
 import rasterio
+import shapely
 from affine import Affine
-from pyproj import CRS
+from pyproj import CRS, Transformer
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+
+from gair.io.rejects import InputConfigurationError, count_report, rejects_frame
+
+logger = logging.getLogger(__name__)
 
 L2A_BANDS: tuple[str, ...] = (
     "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12",
@@ -110,3 +127,313 @@ def write_l2a_geotiff(
                 WAVELENGTH_NM=str(CENTRE_WAVELENGTH_NM[band]),
                 RESOLUTION_M=str(NATIVE_RESOLUTION_M[band]),
             )
+
+
+# --------------------------------------------------------------------------------------
+# Tile index: what tiles there are, where, on which grid, with which bands and offset.
+# --------------------------------------------------------------------------------------
+
+STACK_SUFFIXES = (".tif", ".tiff")
+_BASELINE_IN_NAME = re.compile(r"_N(\d{2})(\d{2})(?:_|\.|$)")
+_BASELINE_IN_XML = re.compile(r"<PROCESSING_BASELINE>\s*(\d{2}\.\d{2})\s*</PROCESSING_BASELINE>")
+_SAFE_BAND_FILE = re.compile(r"_(B\d[\dA])_(\d{2})m\.jp2$", re.IGNORECASE)
+
+TILE_INDEX_COLUMNS = (
+    "tile_id", "path", "format", "crs", "transform", "width", "height", "band_map",
+    "processing_baseline", "boa_add_offset", "offset_source", "valid_fraction",
+)  # fmt: skip
+
+
+class TileRejected(Exception):
+    """A tile that cannot be used, with the reason that goes to the rejects table."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason, self.detail = reason, detail
+
+
+@dataclass(frozen=True)
+class TileIndex:
+    """Accepted tiles (footprints in EPSG:4326) and the files rejected on the way."""
+
+    tiles: gpd.GeoDataFrame
+    rejects: pd.DataFrame
+    read: int
+
+    def report(self) -> dict:
+        return count_report(self.read, len(self.tiles), self.rejects)
+
+
+def discover_tile_sources(sentinel2_dir: Path) -> list[Path]:
+    """Stacked GeoTIFF/COG files and SAFE granules (``*.SAFE/GRANULE/*``) under a folder."""
+    root = Path(sentinel2_dir)
+    if not root.is_dir():
+        raise InputConfigurationError(f"{root}: Sentinel-2 folder not found")
+    granules = sorted(g for safe in root.rglob("*.SAFE") if safe.is_dir()
+                      for g in sorted((safe / "GRANULE").glob("*")) if g.is_dir())
+    stacks = sorted(p for p in root.rglob("*") if p.suffix.lower() in STACK_SUFFIXES
+                    and p.is_file() and ".SAFE" not in p.relative_to(root).as_posix())
+    sources = stacks + granules
+    if not sources:
+        raise InputConfigurationError(
+            f"{root}: no Sentinel-2 tiles found (looked for *.tif, *.tiff and *.SAFE/GRANULE/*)"
+        )
+    return sources
+
+
+def _processing_baseline(
+    tags: dict[str, str], names: Iterable[str], requested: str, default: str
+) -> tuple[str, str]:
+    """The baseline to decode with, and where it came from."""
+    if requested != "auto":
+        return requested, "configuration"
+    if "PROCESSING_BASELINE" in tags:
+        return tags["PROCESSING_BASELINE"], "file tags"
+    for name in names:
+        match = _BASELINE_IN_NAME.search(name)
+        if match:
+            return f"{match.group(1)}.{match.group(2)}", "product name"
+    return default, "configuration default"
+
+
+def _check_grid(transform: Affine, crs: CRS | None, pixel_size_m: float) -> None:
+    if crs is None:
+        raise TileRejected("no CRS", "the file has no coordinate reference system")
+    if transform.b != 0 or transform.d != 0:
+        raise TileRejected("rotated grid", f"transform {tuple(transform)[:6]}")
+    if not (np.isclose(transform.a, pixel_size_m) and np.isclose(-transform.e, pixel_size_m)):
+        raise TileRejected(
+            "wrong pixel size",
+            f"{transform.a} x {-transform.e} m, expected {pixel_size_m} m (north-up)",
+        )
+
+
+def _stack_record(path: Path, root: Path, band_order: Sequence[str], baseline: str,
+                  default_baseline: str, pixel_size_m: float) -> dict[str, Any]:
+    try:
+        src = rasterio.open(path)
+    except RasterioError as error:
+        raise TileRejected("unreadable file", str(error)) from error
+    with src:
+        if src.count != len(band_order):
+            raise TileRejected(
+                "wrong band count",
+                f"{src.count} bands, expected {len(band_order)} ({' '.join(band_order)})",
+            )
+        if src.dtypes[0] != "uint16":
+            raise TileRejected("not uint16 digital numbers", f"dtype {src.dtypes[0]}")
+        _check_grid(src.transform, src.crs, pixel_size_m)
+        rel = path.relative_to(root).as_posix()
+        pb, source = _processing_baseline(src.tags(), [path.name], baseline, default_baseline)
+        return {
+            "tile_id": rel.rsplit(".", 1)[0], "path": rel, "format": "GTiff",
+            "crs": src.crs.to_string(), "transform": list(src.transform)[:6],
+            "width": src.width, "height": src.height,
+            "band_map": {b: [rel, band_order.index(b) + 1, pixel_size_m] for b in GAIR_BANDS},
+            "processing_baseline": pb, "offset_source": source,
+        }  # fmt: skip
+
+
+def _safe_record(granule: Path, root: Path, baseline: str, default_baseline: str,
+                 pixel_size_m: float) -> dict[str, Any]:
+    """A SAFE granule: per-band JP2 files, each band at its finest native resolution."""
+    files: dict[str, tuple[Path, int]] = {}
+    for jp2 in sorted((granule / "IMG_DATA").rglob("*.jp2")):
+        match = _SAFE_BAND_FILE.search(jp2.name)
+        if match:
+            band, res = match.group(1).upper(), int(match.group(2))
+            if band in NATIVE_RESOLUTION_M and (band not in files or res < files[band][1]):
+                files[band] = (jp2, res)
+    missing = [b for b in GAIR_BANDS if b not in files]
+    if missing:
+        raise TileRejected("SAFE granule missing bands", ", ".join(missing))
+    reference = files["B02"][0]
+    try:
+        src = rasterio.open(reference)
+    except RasterioError as error:
+        raise TileRejected("unreadable file", f"{reference.name}: {error}") from error
+    with src:
+        _check_grid(src.transform, src.crs, pixel_size_m)
+        crs, transform, width, height = src.crs, src.transform, src.width, src.height
+    safe = granule.parent.parent
+    tags = {}
+    metadata = safe / "MTD_MSIL2A.xml"
+    if metadata.is_file():
+        match = _BASELINE_IN_XML.search(metadata.read_text(errors="replace"))
+        if match:
+            tags["PROCESSING_BASELINE"] = match.group(1)
+    pb, source = _processing_baseline(tags, [safe.name], baseline, default_baseline)
+    return {
+        "tile_id": safe.name.removesuffix(".SAFE") + "/" + granule.name,
+        "path": granule.relative_to(root).as_posix(), "format": "SAFE",
+        "crs": crs.to_string(), "transform": list(transform)[:6],
+        "width": width, "height": height,
+        "band_map": {b: [files[b][0].relative_to(root).as_posix(), 1, float(files[b][1])]
+                     for b in GAIR_BANDS},
+        "processing_baseline": pb,
+        "offset_source": "MTD_MSIL2A.xml" if source == "file tags" else source,
+    }  # fmt: skip
+
+
+def read_window(root: Path, record: dict[str, Any], window: Window,
+                bands: Sequence[str] = GAIR_BANDS) -> np.ndarray:
+    """Digital numbers (len(bands), h, w) uint16 of a tile window on its 10 m grid.
+
+    Outside the tile reads as 0 (nodata). Coarser bands of a SAFE granule are brought
+    onto the 10 m grid by nearest neighbour (each 20 m pixel covers 2 x 2 exactly).
+    """
+    band_map = record["band_map"]
+    if isinstance(band_map, str):
+        band_map = json.loads(band_map)
+    pixel = float(record["transform"][0])
+    out = np.zeros((len(bands), int(window.height), int(window.width)), dtype=np.uint16)
+    groups: dict[tuple[str, float], list[tuple[int, int]]] = {}
+    for position, band in enumerate(bands):
+        path, index, resolution = band_map[band]
+        groups.setdefault((path, float(resolution)), []).append((position, int(index)))
+    for (path, resolution), members in groups.items():
+        scale = pixel / resolution
+        source_window = Window(window.col_off * scale, window.row_off * scale,
+                               window.width * scale, window.height * scale)
+        with rasterio.open(Path(root) / path) as src:
+            data = src.read(
+                [index for _, index in members], window=source_window,
+                out_shape=(len(members), out.shape[1], out.shape[2]),
+                boundless=True, fill_value=0, resampling=Resampling.nearest,
+            )
+        out[[position for position, _ in members]] = data
+    return out
+
+
+def to_reflectance(dn: np.ndarray, boa_add_offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """Harmonised reflectance x 10000 (uint16, offset removed, clipped at 0) and validity.
+
+    A pixel is nodata where any band is 0; nodata is masked before the offset is applied.
+    """
+    valid = (dn != NODATA_DN).all(axis=0)
+    harmonised = np.clip(dn.astype(np.int32) + boa_add_offset, 0, SATURATED_DN)
+    harmonised[:, ~valid] = 0
+    return harmonised.astype(np.uint16), valid
+
+
+def _valid_fraction(root: Path, record: dict[str, Any], verify: str) -> float:
+    """Share of pixels with data in every band; reading every strip also proves the file
+    reads (``verify='full'``), or only its first band (``'mask'``)."""
+    bands = GAIR_BANDS if verify == "full" else GAIR_BANDS[:1]
+    height, width = int(record["height"]), int(record["width"])
+    if verify == "header":
+        window = Window(0, 0, width, height)
+        scale = max(1, max(height, width) // 512)
+        sample = read_window_decimated(root, record, window, scale)
+        return float((sample != 0).mean())
+    valid = 0
+    strip = 1024
+    for row in range(0, height, strip):
+        rows = min(strip, height - row)
+        dn = read_window(root, record, Window(0, row, width, rows), bands)
+        valid += int((dn != NODATA_DN).all(axis=0).sum())
+    return valid / (height * width)
+
+
+def read_window_decimated(root: Path, record: dict[str, Any], window: Window, factor: int):
+    """First GAIR band of a window, read at 1/factor resolution (overviews when present)."""
+    path, index, _ = (json.loads(record["band_map"]) if isinstance(record["band_map"], str)
+                      else record["band_map"])[GAIR_BANDS[0]]
+    with rasterio.open(Path(root) / path) as src:
+        scale = src.width / int(record["width"])
+        return src.read(index, window=Window(window.col_off * scale, window.row_off * scale,
+                                             window.width * scale, window.height * scale),
+                        out_shape=(max(1, int(window.height) // factor),
+                                   max(1, int(window.width) // factor)))
+
+
+def _footprint(record: dict[str, Any]) -> shapely.Polygon:
+    """The tile's outline in EPSG:4326, edges densified so curvature survives reprojection."""
+    transform = Affine(*record["transform"])
+    west, north = transform.c, transform.f
+    east = west + transform.a * int(record["width"])
+    south = north + transform.e * int(record["height"])
+    outline = shapely.segmentize(shapely.box(west, south, east, north),
+                                 max_segment_length=(east - west) / 16)
+    xs, ys = np.asarray(outline.exterior.coords).T
+    lon, lat = Transformer.from_crs(record["crs"], 4326, always_xy=True).transform(xs, ys)
+    return shapely.Polygon(np.column_stack([lon, lat]))
+
+
+def _index_one(task: tuple[Path, Path, dict[str, Any]]) -> dict[str, Any]:
+    source, root, options = task
+    try:
+        if source.suffix.lower() in STACK_SUFFIXES:
+            record = _stack_record(source, root, options["band_order"],
+                                   options["processing_baseline"],
+                                   options["default_processing_baseline"],
+                                   options["pixel_size_m"])  # fmt: skip
+        else:
+            record = _safe_record(source, root, options["processing_baseline"],
+                                  options["default_processing_baseline"],
+                                  options["pixel_size_m"])  # fmt: skip
+        record["boa_add_offset"] = boa_add_offset(record["processing_baseline"])
+        try:
+            record["valid_fraction"] = _valid_fraction(root, record, options["verify"])
+        except RasterioError as error:
+            raise TileRejected("read failed", str(error)) from error
+        if record["valid_fraction"] == 0:
+            raise TileRejected("all nodata", "every pixel is 0 in some band")
+        record["geometry"] = _footprint(record)
+        return {"ok": record}
+    except TileRejected as rejected:
+        return {"rejected": (rejected.reason, rejected.detail)}
+    except ValueError as error:  # e.g. an unparseable processing baseline
+        return {"rejected": ("bad metadata", str(error))}
+
+
+def read_tile_index(
+    sentinel2_dir: Path,
+    band_order: Sequence[str] = L2A_BANDS,
+    processing_baseline: str = "auto",
+    default_processing_baseline: str = "05.09",
+    pixel_size_m: float = 10.0,
+    verify: str = "full",
+    workers: int = 1,
+) -> TileIndex:
+    """Index the Sentinel-2 tiles of a folder: stacked GeoTIFF/COG files and SAFE granules.
+
+    Args:
+        sentinel2_dir: folder searched recursively.
+        band_order: the bands of a stacked file, in file order (files' own band
+            descriptions are often meaningless, so they are not trusted).
+        processing_baseline: ``"auto"`` (file tags, ``MTD_MSIL2A.xml``, or ``_Nxxyy_`` in
+            the product name) or a baseline such as ``"05.09"`` that applies to all.
+        default_processing_baseline: used by ``"auto"`` when a file does not say.
+        pixel_size_m: the expected grid (GAIR reads 10 m).
+        verify: ``"full"`` reads every band to prove the file and measure valid data,
+            ``"mask"`` the first band only, ``"header"`` a decimated first band.
+        workers: processes for indexing (1 runs inline).
+    """
+    root = Path(sentinel2_dir)
+    unknown = [b for b in GAIR_BANDS if b not in band_order]
+    if unknown:
+        raise InputConfigurationError(f"band_order lacks GAIR band(s): {', '.join(unknown)}")
+    sources = discover_tile_sources(root)
+    options = {"band_order": list(band_order), "processing_baseline": processing_baseline,
+               "default_processing_baseline": default_processing_baseline,
+               "pixel_size_m": pixel_size_m, "verify": verify}  # fmt: skip
+    tasks = [(source, root, options) for source in sources]
+    if workers > 1 and len(tasks) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(_index_one, tasks))
+    else:
+        results = [_index_one(task) for task in tasks]
+    records, rejects = [], []
+    for source, result in zip(sources, results, strict=True):
+        if "ok" in result:
+            records.append(result["ok"])
+        else:
+            reason, detail = result["rejected"]
+            logger.warning("Rejected tile %s: %s %s", source, reason, detail)
+            rejects.append({"stage": "ingest/sentinel2", "file": str(source), "row": None,
+                            "item": source.name, "reason": reason, "detail": detail})
+    frame = pd.DataFrame(records, columns=[*TILE_INDEX_COLUMNS, "geometry"])
+    frame["band_map"] = frame["band_map"].map(json.dumps)
+    tiles = gpd.GeoDataFrame(frame, geometry="geometry", crs="EPSG:4326")
+    return TileIndex(tiles=tiles, rejects=rejects_frame(rejects), read=len(sources))

@@ -161,8 +161,9 @@ def _road_walks(
         row, col = road_pixels[rng.integers(len(road_pixels))]
         angle = rng.uniform(0, 2 * np.pi)
         direction = np.array([-np.cos(angle), np.sin(angle)])  # (drow, dcol), north-up
-        length = int(min(rng.integers(4, 13), n_views - placed))
-        spacing = int(rng.integers(2, 5))
+        # Short sequences with 30-80 m between images spread views over many RS patches.
+        length = int(min(rng.integers(2, 6), n_views - placed))
+        spacing = int(rng.integers(3, 9))
         visited = {(int(row), int(col))}
         sequence = []
         steps = 0

@@ -1,0 +1,105 @@
+"""Nodes of the ``pair`` pipeline: street views placed in RS patches, split, sharded."""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+from matplotlib.figure import Figure
+
+from gair.geo.pairing import pair_points
+from gair.io.rejects import count_report, rejects_frame
+from gair.io.shards import REJECTS_TABLE, SAMPLES_TABLE, ExtractionSettings, extract_shards
+from gair.parameters import PairParams
+from gair.reporting.maps import pairing_map
+
+logger = logging.getLogger(__name__)
+
+
+def plan_pairs(
+    street_views: gpd.GeoDataFrame, tiles: gpd.GeoDataFrame, params: PairParams
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Tile, patch, query coordinate and split of every street view inside a tile."""
+    if tiles.empty:
+        raise ValueError("no Sentinel-2 tiles were accepted by ingest; nothing to pair with")
+    placed = pair_points(
+        street_views["lat"].to_numpy(), street_views["lon"].to_numpy(), tiles,
+        params.patch_size_px, params.split.block_km, dict(params.split.fractions),
+        params.split.seed,
+    )
+    candidates = pd.concat(
+        [street_views[["uuid", "lat", "lon", "image_path"]].reset_index(drop=True), placed],
+        axis=1,
+    )
+    outside = candidates["tile_id"].isna()
+    rejects = rejects_frame(
+        {"stage": "pair/place", "file": "", "row": None, "item": uuid,
+         "reason": "outside every tile", "detail": f"lat={lat}, lon={lon}"}
+        for uuid, lat, lon in candidates.loc[outside, ["uuid", "lat", "lon"]].itertuples(index=False)
+    )
+    return candidates.loc[~outside].reset_index(drop=True), rejects
+
+
+@dataclass(frozen=True)
+class TrainingShardsWriter:
+    """Extracts patches and street views into shards, with their sample and reject tables."""
+
+    candidates: pd.DataFrame
+    tiles: gpd.GeoDataFrame
+    sentinel2_dir: Path
+    streetscapes_dir: Path
+    params: PairParams
+
+    def write(self, directory: Path) -> dict[str, Any]:
+        settings = ExtractionSettings(
+            patch_size=self.params.patch_size_px,
+            min_valid_fraction=self.params.min_valid_fraction,
+            sv_short_side=self.params.shards.sv_short_side_px,
+            jpeg_quality=self.params.shards.jpeg_quality,
+        )
+        samples, rejects = extract_shards(
+            self.candidates, self.tiles, self.sentinel2_dir, self.streetscapes_dir, directory,
+            settings, self.params.shards.samples_per_shard, self.params.shards.workers,
+        )
+        samples.to_parquet(directory / SAMPLES_TABLE, index=False)
+        rejects.to_csv(directory / REJECTS_TABLE, index=False)
+        return {"params": self.params.model_dump(mode="json"), "samples": len(samples),
+                "rejected": len(rejects),
+                "splits": samples["split"].value_counts().sort_index().to_dict()}
+
+
+def extract_training_shards(
+    candidates: pd.DataFrame, tiles: gpd.GeoDataFrame, sentinel2_dir: Path,
+    streetscapes_dir: Path, params: PairParams,
+) -> TrainingShardsWriter:
+    """The shards writer (it runs in parallel processes as the catalog saves it)."""
+    return TrainingShardsWriter(candidates, tiles, sentinel2_dir, streetscapes_dir, params)
+
+
+def collect_pairs(
+    shards_dir: Path, street_views: gpd.GeoDataFrame, placement_rejects: pd.DataFrame
+) -> tuple[gpd.GeoDataFrame, pd.DataFrame, dict]:
+    """The pairs table (GeoParquet), every street view not paired with its reason, counts."""
+    samples = pd.read_parquet(shards_dir / SAMPLES_TABLE)
+    extraction_rejects = pd.read_csv(shards_dir / REJECTS_TABLE, dtype=str, keep_default_na=False)
+    rejects = pd.concat([placement_rejects, rejects_frame(extraction_rejects.to_dict("records"))],
+                        ignore_index=True)
+    pairs = gpd.GeoDataFrame(
+        samples, geometry=gpd.points_from_xy(samples["lon"], samples["lat"]), crs="EPSG:4326"
+    )
+    report = count_report(len(street_views), len(pairs), rejects)
+    report["splits"] = {str(k): int(v) for k, v in pairs["split"].value_counts().sort_index().items()}
+    report["patches"] = int(pairs["patch_id"].nunique())
+    logger.info("Pairs: %s", report)
+    return pairs, rejects, report
+
+
+def plot_pairing_map(
+    pairs: gpd.GeoDataFrame, tiles: gpd.GeoDataFrame, rejects: pd.DataFrame,
+    street_views: gpd.GeoDataFrame, params: PairParams,
+) -> Figure:
+    """Tiles, patches and street views by split; rejected views marked."""
+    rejected = street_views[street_views["uuid"].isin(rejects["item"])]
+    return pairing_map(pairs, tiles, rejected, params.patch_size_px)

@@ -1,0 +1,1 @@
+"""Figures and tables for the reports (matplotlib; no Kedro)."""
