@@ -376,7 +376,8 @@ def _index_one(task: tuple[Path, Path, dict[str, Any]]) -> dict[str, Any]:
         try:
             record["valid_fraction"] = _valid_fraction(root, record, options["verify"])
         except RasterioError as error:
-            raise TileRejected("read failed", str(error)) from error
+            cause = f" ({error.__cause__})" if error.__cause__ else ""
+            raise TileRejected("read failed", f"{error}{cause}") from error
         if record["valid_fraction"] == 0:
             raise TileRejected("all nodata", "every pixel is 0 in some band")
         record["geometry"] = _footprint(record)
