@@ -77,11 +77,16 @@ def test_telemetry_and_analytics_are_off_in_committed_config(project):
 
 def test_dvc_stage_runs_the_sample_world_pipeline(project):
     stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
-    stage = stages["sample_world"]
-    assert stage["cmd"] == "kedro run --pipeline sample_world"
-    for dep in stage["deps"]:
-        assert (project / dep).exists(), dep
-    assert "data/01_raw/sample/sentinel2" in stage["outs"]
+    assert set(stages) >= {"sample_world", "ingest", "pair"}
+    produced = {"data/01_raw/sample/streetscapes", "data/01_raw/sample/sentinel2"}
+    for name, stage in stages.items():
+        assert stage["cmd"] == f"kedro run --pipelines {name}"
+        assert name in pipelines
+        for dep in stage["deps"]:
+            assert dep.startswith("data/") or (project / dep).exists(), dep
+            if dep.startswith("data/"):
+                assert dep in produced, f"{name} depends on {dep}, which no earlier stage writes"
+        produced |= {next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]}
 
 
 @pytest.mark.slow
@@ -91,7 +96,7 @@ def test_kedro_run_writes_the_sample_world(project, tmp_path):
     shutil.copytree(project / "conf", conf, ignore=shutil.ignore_patterns("local"))
     (conf / "local").mkdir()
     globals_ = yaml.safe_load((conf / "base" / "globals.yml").read_text())
-    globals_["sample_world_dir"] = str(tmp_path / "sample")
+    globals_["data_dir"] = str(tmp_path / "data")
     (conf / "base" / "globals.yml").write_text(yaml.safe_dump(globals_))
     params = {"sample_world": small_world_config(tile_size_px=64).model_dump(mode="json")}
     (conf / "base" / "parameters_sample_world.yml").write_text(yaml.safe_dump(params))
@@ -100,9 +105,9 @@ def test_kedro_run_writes_the_sample_world(project, tmp_path):
         session.run(pipeline_names=["sample_world"])
 
     for name in ("streetscapes", "sentinel2", "truth"):
-        folder = tmp_path / "sample" / name
+        folder = tmp_path / "data" / "01_raw" / "sample" / name
         assert read_manifest(folder)["provenance"]["config"]["tile_size_px"] == 64
-    assert len(list((tmp_path / "sample" / "sentinel2").glob("*.tif"))) == 3
+    assert len(list((tmp_path / "data" / "01_raw" / "sample" / "sentinel2").glob("*.tif"))) == 3
 
 
 def test_kedro_cli_lists_the_pipelines(project):

@@ -135,7 +135,7 @@ def test_configuration_that_cannot_work_stops_with_one_clear_message(release):
     _rewrite(release, table)
     with pytest.raises(InputConfigurationError, match=rf"{TABLE}: required column\(s\) missing: lat"):
         read_street_views(release)
-    with pytest.raises(InputConfigurationError, match="nope.csv: metadata table not found"):
+    with pytest.raises(InputConfigurationError, match=r"nope\.csv: metadata table not found"):
         read_street_views(release, metadata_table="nope.csv")
 
 

@@ -16,13 +16,13 @@ Conventions (tested with an oracle in ``tests/geo/test_pairing.py``):
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import shapely
-from pyproj import Transformer
+
+from gair.geo.crs import transform_grouped
 
 _ENVELOPE_PAD_DEG = 1e-3
 """Footprint envelopes are padded (~100 m) so that the 4326 shortlist never misses a point
@@ -34,7 +34,8 @@ class TileGrid:
     """Array view of a tile index, ready for vectorised lookups."""
 
     tile_ids: np.ndarray
-    crs: np.ndarray
+    crs_codes: list[str]  # distinct CRSs
+    crs_index: np.ndarray  # per tile: index into crs_codes
     transforms: np.ndarray  # (n, 6): a, b, c, d, e, f
     widths: np.ndarray
     heights: np.ndarray
@@ -44,9 +45,10 @@ class TileGrid:
     def from_index(cls, tiles: pd.DataFrame) -> TileGrid:
         envelopes = shapely.buffer(shapely.envelope(np.asarray(tiles.geometry)),
                                    _ENVELOPE_PAD_DEG, join_style="mitre")
+        codes, index = np.unique(tiles["crs"].to_numpy(dtype=str), return_inverse=True)
         return cls(
             tile_ids=tiles["tile_id"].to_numpy(dtype=object),
-            crs=tiles["crs"].to_numpy(dtype=object),
+            crs_codes=[str(c) for c in codes], crs_index=index.astype(np.int64),
             transforms=np.array([list(t) for t in tiles["transform"]], dtype=np.float64),
             widths=tiles["width"].to_numpy(dtype=np.int64),
             heights=tiles["height"].to_numpy(dtype=np.int64),
@@ -54,35 +56,26 @@ class TileGrid:
         )
 
 
-def project_points(lon: np.ndarray, lat: np.ndarray, crs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Project each point into its own CRS: one pyproj call per distinct CRS."""
-    x = np.empty(len(lon))
-    y = np.empty(len(lon))
-    codes, inverse = np.unique(crs.astype(str), return_inverse=True)
-    for k, code in enumerate(codes):
-        members = inverse == k
-        x[members], y[members] = Transformer.from_crs(4326, str(code), always_xy=True).transform(
-            lon[members], lat[members]
-        )
-    return x, y
-
-
 def locate_in_tiles(lat: np.ndarray, lon: np.ndarray, grid: TileGrid):
     """Tile index (-1 if none) and fractional (col, row) on that tile's grid, per point."""
     lat, lon = np.asarray(lat, float), np.asarray(lon, float)
     point_idx, tile_idx = grid.tree.query(shapely.points(lon, lat))
-    x, y = project_points(lon[point_idx], lat[point_idx], grid.crs[tile_idx])
+    x, y = transform_grouped(lon[point_idx], lat[point_idx], grid.crs_index[tile_idx],
+                             grid.crs_codes)
     t = grid.transforms[tile_idx]
     col = (x - t[:, 2]) / t[:, 0]
     row = (y - t[:, 5]) / t[:, 4]
     width, height = grid.widths[tile_idx], grid.heights[tile_idx]
-    margin = np.minimum.reduce([col, width - col, row, height - row])
-    inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)
-    # Best candidate per point: inside first, then the largest margin.
-    order = np.lexsort((-margin, ~inside, point_idx))
+    margin = np.minimum(np.minimum(col, width - col), np.minimum(row, height - row))
+    inside = margin > 0
+    inside &= (col >= 0) & (row >= 0)
+    # Best candidate per point: the inside one farthest from an edge.
+    score = np.where(inside, margin, -np.inf)
+    order = np.lexsort((-score, point_idx))
     first = np.ones(len(order), dtype=bool)
     first[1:] = point_idx[order][1:] != point_idx[order][:-1]
-    best = order[first & inside[order]]
+    best = order[first]
+    best = best[inside[best]]
     tile = np.full(len(lat), -1, dtype=np.int64)
     cols = np.full(len(lat), np.nan)
     rows = np.full(len(lat), np.nan)
@@ -107,95 +100,123 @@ def patch_of(col: np.ndarray, row: np.ndarray, patch_size: int, width: np.ndarra
     return patch_row, patch_col, row_off, col_off, qx, qy
 
 
-def patch_ids(tile_ids: np.ndarray, patch_row: np.ndarray, patch_col: np.ndarray) -> np.ndarray:
-    return np.char.add(np.char.add(tile_ids.astype(str), ":r"),
-                       np.char.add(np.char.add(np.char.zfill(patch_row.astype(str), 4), "c"),
-                                   np.char.zfill(patch_col.astype(str), 4)))
+def spatial_blocks(crs_index: np.ndarray, x: np.ndarray, y: np.ndarray,
+                   block_m: float) -> np.ndarray:
+    """Block key (int64) of square ``block_m`` blocks on the grid of each tile's own CRS.
+
+    Keyed by (CRS, block column, block row): tiles that share a CRS share its block grid,
+    so their overlapping patches fall in the same blocks.
+    """
+    span = 1 << 26  # block indices up to +-33M blocks: 3,300 km at 100 m blocks
+    bx = np.floor(x / block_m).astype(np.int64) + span // 2
+    by = np.floor(y / block_m).astype(np.int64) + span // 2
+    return (crs_index.astype(np.int64) << 52) | (bx << 26) | by
 
 
-def spatial_blocks(lat: np.ndarray, lon: np.ndarray, block_km: float) -> np.ndarray:
-    """Equal-size (about ``block_km``) lat/lon blocks: rows of latitude, then longitude
-    cells narrowed by the cosine of the row's latitude."""
-    dlat = block_km / 111.32
-    block_row = np.floor((lat + 90.0) / dlat).astype(np.int64)
-    row_lat = -90.0 + (block_row + 0.5) * dlat
-    dlon = dlat / np.maximum(np.cos(np.deg2rad(row_lat)), 1e-6)
-    block_col = np.floor((lon + 180.0) / dlon).astype(np.int64)
-    return np.char.add(np.char.add(block_row.astype(str), "_"), block_col.astype(str))
+def _mix64(keys: np.ndarray, seed: int) -> np.ndarray:
+    """SplitMix64 of the keys: a fixed, well-spread pseudo-random order of blocks."""
+    z = keys.astype(np.uint64) + np.uint64((0x9E3779B97F4A7C15 * (seed + 1)) % 2**64)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
 
 
 def assign_splits(blocks: np.ndarray, fractions: dict[str, float], seed: int) -> np.ndarray:
-    """Split name per item; all items of a block share one split.
+    """Split code (index into ``list(fractions)``) per item; a block's items share one split.
 
-    Blocks are shuffled by a keyed hash (deterministic, independent of input order), then
+    Blocks are ordered by a keyed hash (deterministic, independent of input order), then
     cut where the cumulative item count crosses each split's fraction.
     """
     total = sum(fractions.values())
-    names = list(fractions)
     unique, inverse, counts = np.unique(blocks, return_inverse=True, return_counts=True)
-    keys = np.array([hashlib.blake2b(f"{seed}:{b}".encode(), digest_size=8).hexdigest()
-                     for b in unique])
-    order = np.argsort(keys, kind="stable")
+    order = np.argsort(_mix64(unique, seed), kind="stable")
     # A block goes to the split in which its middle item falls.
     middle = (np.cumsum(counts[order]) - counts[order] / 2) / counts.sum()
-    bounds = np.cumsum([fractions[n] / total for n in names])
-    split_of_block = np.empty(len(unique), dtype=object)
-    split_of_block[order] = np.array(names, dtype=object)[
-        np.minimum(np.searchsorted(bounds, middle, side="right"), len(names) - 1)
-    ]
+    bounds = np.cumsum([v / total for v in fractions.values()])
+    split_of_block = np.empty(len(unique), dtype=np.int8)
+    split_of_block[order] = np.minimum(np.searchsorted(bounds, middle, side="right"),
+                                       len(fractions) - 1)
     return split_of_block[inverse]
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """Per point (input order): tile index (-1 outside every tile) and, where found, the
+    pixel position, the patch (grid index and offset), the query coordinate, the block
+    and the split code."""
+
+    tile: np.ndarray
+    row: np.ndarray
+    col: np.ndarray
+    patch_row: np.ndarray
+    patch_col: np.ndarray
+    row_off: np.ndarray
+    col_off: np.ndarray
+    qx: np.ndarray
+    qy: np.ndarray
+    block: np.ndarray
+    split: np.ndarray
+    split_names: tuple[str, ...]
+    grid: TileGrid
+
+
+def pair_points_arrays(lat: np.ndarray, lon: np.ndarray, tiles: pd.DataFrame, patch_size: int,
+                       block_km: float, fractions: dict[str, float], seed: int) -> Pairing:
+    """The whole pairing logic on arrays: tile lookup, patch, query coordinate, split."""
+    grid = TileGrid.from_index(tiles)
+    tile, col, row = locate_in_tiles(lat, lon, grid)
+    found = np.flatnonzero(tile >= 0)
+    t_found = tile[found]
+    patch_row, patch_col, row_off, col_off, qx, qy = patch_of(
+        col[found], row[found], patch_size, grid.widths[t_found], grid.heights[t_found]
+    )
+    # The block of a patch is the block of its centre, so a patch never spans two splits.
+    t = grid.transforms[t_found]
+    cx = t[:, 2] + t[:, 0] * (col_off + patch_size / 2)
+    cy = t[:, 5] + t[:, 4] * (row_off + patch_size / 2)
+    blocks = spatial_blocks(grid.crs_index[t_found], cx, cy, block_km * 1000.0)
+    splits = assign_splits(blocks, fractions, seed) if len(found) else np.empty(0, np.int8)
+
+    def full(values: np.ndarray, fill, dtype) -> np.ndarray:
+        out = np.full(len(tile), fill, dtype=dtype)
+        out[found] = values
+        return out
+
+    return Pairing(
+        tile=tile, row=row, col=col,
+        patch_row=full(patch_row, -1, np.int64), patch_col=full(patch_col, -1, np.int64),
+        row_off=full(row_off, -1, np.int64), col_off=full(col_off, -1, np.int64),
+        qx=full(qx, np.nan, float), qy=full(qy, np.nan, float),
+        block=full(blocks, -1, np.int64), split=full(splits, -1, np.int8),
+        split_names=tuple(fractions), grid=grid,
+    )
 
 
 def pair_points(lat: np.ndarray, lon: np.ndarray, tiles: pd.DataFrame, patch_size: int,
                 block_km: float, fractions: dict[str, float], seed: int) -> pd.DataFrame:
-    """Pair street views with tiles and patches; one row per point, in input order.
+    """:func:`pair_points_arrays` as a table, one row per point in input order.
 
-    Returns columns ``tile_id`` (None outside every tile), ``row``, ``col`` (fractional
-    pixel position in the tile), ``patch_row``, ``patch_col`` (grid index), ``row_off``,
-    ``col_off`` (the patch's first pixel in the tile), ``patch_id``, ``qx``,
-    ``qy``, ``block`` and ``split`` (None outside).
+    Columns: ``tile_id`` (None outside every tile), ``row``, ``col`` (fractional pixel
+    position in the tile), ``patch_row``, ``patch_col`` (grid index), ``row_off``,
+    ``col_off`` (the patch's first pixel in the tile), ``patch_id``, ``qx``, ``qy``,
+    ``block`` and ``split`` (None outside).
     """
-    grid = TileGrid.from_index(tiles)
-    tile, col, row = locate_in_tiles(lat, lon, grid)
-    found = tile >= 0
-    out = pd.DataFrame({"tile_id": pd.Series([None] * len(tile), dtype=object),
-                        "row": row, "col": col})
-    patch_row, patch_col, row_off, col_off, qx, qy = patch_of(
-        col[found], row[found], patch_size, grid.widths[tile[found]], grid.heights[tile[found]]
-    )
-    ids = grid.tile_ids[tile[found]]
-    # The block of a patch is the block of its centre, so a patch never spans two splits.
-    t = grid.transforms[tile[found]]
-    cx = t[:, 2] + t[:, 0] * (col_off + patch_size / 2)
-    cy = t[:, 5] + t[:, 4] * (row_off + patch_size / 2)
-    centre_lon, centre_lat = _unproject(cx, cy, grid.crs[tile[found]])
-    blocks = spatial_blocks(centre_lat, centre_lon, block_km)
-    out.loc[found, "tile_id"] = ids
-    out["patch_row"] = pd.array(np.full(len(tile), pd.NA), dtype="Int64")
-    out["patch_col"] = pd.array(np.full(len(tile), pd.NA), dtype="Int64")
-    out.loc[found, "patch_row"] = patch_row
-    out.loc[found, "patch_col"] = patch_col
-    for name, values in (("row_off", row_off), ("col_off", col_off)):
-        out[name] = pd.array(np.full(len(tile), pd.NA), dtype="Int64")
-        out.loc[found, name] = values
-    out["patch_id"] = pd.Series([None] * len(tile), dtype=object)
-    out.loc[found, "patch_id"] = patch_ids(ids, patch_row, patch_col)
-    out["qx"], out["qy"] = np.nan, np.nan
-    out.loc[found, "qx"], out.loc[found, "qy"] = qx, qy
-    out["block"] = pd.Series([None] * len(tile), dtype=object)
-    out.loc[found, "block"] = blocks
-    out["split"] = pd.Series([None] * len(tile), dtype=object)
-    if found.any():
-        out.loc[found, "split"] = assign_splits(blocks, fractions, seed)
-    return out
-
-
-def _unproject(x: np.ndarray, y: np.ndarray, crs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    lon, lat = np.empty(len(x)), np.empty(len(x))
-    codes, inverse = np.unique(crs.astype(str), return_inverse=True)
-    for k, code in enumerate(codes):
-        members = inverse == k
-        lon[members], lat[members] = Transformer.from_crs(str(code), 4326, always_xy=True).transform(
-            x[members], y[members]
-        )
-    return lon, lat
+    p = pair_points_arrays(lat, lon, tiles, patch_size, block_km, fractions, seed)
+    found = p.tile >= 0
+    tile_id = np.where(found, p.grid.tile_ids[np.maximum(p.tile, 0)], None)
+    table = pd.DataFrame({"tile_id": tile_id, "row": p.row, "col": p.col})
+    for name in ("patch_row", "patch_col", "row_off", "col_off"):
+        table[name] = pd.array(np.where(found, getattr(p, name), 0), dtype="Int64")
+        table.loc[~found, name] = pd.NA
+    table["patch_id"] = None
+    table.loc[found, "patch_id"] = [
+        f"{t}:r{r:04d}c{c:04d}"
+        for t, r, c in zip(tile_id[found], p.patch_row[found], p.patch_col[found], strict=True)
+    ]
+    table["qx"], table["qy"] = p.qx, p.qy
+    table["block"] = pd.array(np.where(found, p.block, 0), dtype="Int64")
+    table.loc[~found, "block"] = pd.NA
+    names = np.array((*p.split_names, None), dtype=object)
+    table["split"] = names[np.where(found, p.split, len(p.split_names))]
+    return table

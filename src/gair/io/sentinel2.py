@@ -22,11 +22,12 @@ import pandas as pd
 import rasterio
 import shapely
 from affine import Affine
-from pyproj import CRS, Transformer
+from pyproj import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
+from gair.geo.crs import transformer
 from gair.io.rejects import InputConfigurationError, count_report, rejects_frame
 
 logger = logging.getLogger(__name__)
@@ -347,7 +348,7 @@ def read_window_decimated(root: Path, record: dict[str, Any], window: Window, fa
                                    max(1, int(window.width) // factor)))
 
 
-def _footprint(record: dict[str, Any]) -> shapely.Polygon:
+def tile_footprint(record: dict[str, Any]) -> shapely.Polygon:
     """The tile's outline in EPSG:4326, edges densified so curvature survives reprojection."""
     transform = Affine(*record["transform"])
     west, north = transform.c, transform.f
@@ -356,7 +357,7 @@ def _footprint(record: dict[str, Any]) -> shapely.Polygon:
     outline = shapely.segmentize(shapely.box(west, south, east, north),
                                  max_segment_length=(east - west) / 16)
     xs, ys = np.asarray(outline.exterior.coords).T
-    lon, lat = Transformer.from_crs(record["crs"], 4326, always_xy=True).transform(xs, ys)
+    lon, lat = transformer(record["crs"], "EPSG:4326").transform(xs, ys)
     return shapely.Polygon(np.column_stack([lon, lat]))
 
 
@@ -380,7 +381,7 @@ def _index_one(task: tuple[Path, Path, dict[str, Any]]) -> dict[str, Any]:
             raise TileRejected("read failed", f"{error}{cause}") from error
         if record["valid_fraction"] == 0:
             raise TileRejected("all nodata", "every pixel is 0 in some band")
-        record["geometry"] = _footprint(record)
+        record["geometry"] = tile_footprint(record)
         return {"ok": record}
     except TileRejected as rejected:
         return {"rejected": (rejected.reason, rejected.detail)}

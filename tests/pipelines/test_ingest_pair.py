@@ -1,0 +1,65 @@
+"""`kedro run --pipelines sample_world,ingest,pair` on a small world in a temporary data folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import geopandas as gpd
+import pandas as pd
+import pytest
+import yaml
+from kedro.framework.project import configure_project
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+from tests.conftest import PROJECT_ROOT, small_world_config
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("project")
+    conf = tmp / "conf"
+    shutil.copytree(PROJECT_ROOT / "conf", conf, ignore=shutil.ignore_patterns("local"))
+    (conf / "local").mkdir()
+    globals_ = yaml.safe_load((conf / "base" / "globals.yml").read_text())
+    globals_["data_dir"] = str(tmp / "data")
+    (conf / "base" / "globals.yml").write_text(yaml.safe_dump(globals_))
+    (conf / "base" / "parameters_sample_world.yml").write_text(yaml.safe_dump(
+        {"sample_world": small_world_config().model_dump(mode="json")}))
+    pair = yaml.safe_load((conf / "base" / "parameters_pair.yml").read_text())
+    pair["pair"]["patch_size_px"] = 32
+    pair["pair"]["split"]["block_km"] = 0.5
+    (conf / "base" / "parameters_pair.yml").write_text(yaml.safe_dump(pair))
+    bootstrap_project(PROJECT_ROOT)
+    configure_project("gair")
+    with KedroSession.create(project_path=PROJECT_ROOT, conf_source=str(conf)) as session:
+        session.run(pipeline_names=["sample_world", "ingest", "pair"])
+    return tmp / "data"
+
+
+@pytest.mark.slow
+def test_ingest_outputs(run):
+    report = json.loads((run / "08_reporting" / "ingest_report.json").read_text())
+    views = gpd.read_parquet(run / "02_intermediate" / "street_views.parquet")
+    tiles = gpd.read_parquet(run / "02_intermediate" / "sentinel2_tiles.parquet")
+    assert report["street_views"]["accepted"] == len(views) == report["street_views"]["read"]
+    assert report["sentinel2_tiles"]["accepted"] == len(tiles) == 3
+    assert views.crs.to_epsg() == 4326 and tiles.crs.to_epsg() == 4326
+    assert {"footprint" if c == "geometry" else c for c in tiles.columns} >= {
+        "tile_id", "path", "crs", "transform", "band_map", "valid_fraction", "footprint"}
+    assert (run / "02_intermediate" / "ingest_rejects.csv").is_file()
+
+
+@pytest.mark.slow
+def test_pair_outputs(run):
+    pairs = gpd.read_parquet(run / "05_model_input" / "pairs.parquet")
+    rejects = pd.read_csv(run / "05_model_input" / "pair_rejects.csv")
+    report = json.loads((run / "08_reporting" / "pair_report.json").read_text())
+    assert {"uuid", "patch_id", "tile_id", "lat", "lon", "qx", "qy", "split"} <= set(pairs.columns)
+    assert pairs.crs.to_epsg() == 4326
+    assert report["read"] == len(pairs) + len(rejects) == report["accepted"] + report["rejected"]
+    assert report["rejected_by_reason"].get("outside every tile") == 2
+    shards = sorted((run / "05_model_input" / "shards").rglob("*.tar"))
+    assert {p.parent.name for p in shards} == set(pairs["split"])
+    assert (run / "08_reporting" / "pairing_map.png").stat().st_size > 10_000
