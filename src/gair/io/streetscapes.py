@@ -210,7 +210,7 @@ def read_street_views(
 
     root = Path(streetscapes_dir)
     images = index_images(root / images_dir)
-    image_path = uuid.map(images).fillna("")
+    image_path = pd.Series([images.get(u, "") for u in uuid], index=uuid.index, dtype=object)
     if require_images:
         reject(image_path == "", "image missing",
                f"no {images_dir}/<start>_<end>/<uuid>{IMAGE_SUFFIX} or flat file")
@@ -234,8 +234,8 @@ def read_street_views(
     )
     accepted = table.loc[ok].drop(columns="_row").copy()
     accepted["lat"], accepted["lon"] = coords["lat"][ok], coords["lon"][ok]
-    accepted["image_path"] = [f"{images_dir}/{p}" for p in image_path[ok]] if require_images \
-        else image_path[ok].where(image_path[ok] == "", images_dir + "/" + image_path[ok])
+    found = image_path[ok]
+    accepted["image_path"] = np.where(found == "", "", images_dir + "/" + found)
     accepted = _typed_metadata(accepted)
     accepted = _join_labels(accepted, root, list(label_tables))
     points = gpd.GeoDataFrame(
