@@ -7,7 +7,7 @@ live with its generator: :class:`gair.sample_world.SampleWorldConfig`.)
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -70,3 +70,86 @@ class PairParams(_Strict):
     min_valid_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
     split: SplitParams = SplitParams()
     shards: ShardParams = ShardParams()
+
+
+class EncoderParams(BaseModel):
+    """A timm ViT: ``name`` plus architecture overrides (``patch_size``, ``depth`` ...)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str
+    img_size: int = Field(ge=8)
+    weights: str | None = None  # optional local weights file; never a hub download
+
+
+class ModelParams(_Strict):
+    embed_dim: int = Field(default=768, ge=8)
+    rs_encoder: EncoderParams
+    sv_encoder: EncoderParams
+    location_encoder: dict[str, Any] = {"sigmas": [1.0, 16.0, 256.0], "n_features": 256,
+                                        "hidden_dim": 1024, "depth": 3}
+    query_mode: Literal["nili", "bilinear", "bicubic"] = "nili"
+    imnet_hidden: list[int] = []
+
+
+class LossParams(_Strict):
+    temperature: float = Field(default=0.07, gt=0)
+    learnable_temperature: bool = False
+    shared_temperature: bool = True
+    weight_incl: float = Field(default=1.0, ge=0)
+    weight_secl_sv: float = Field(default=0.5, ge=0)
+    weight_secl_rs: float = Field(default=0.5, ge=0)
+    queue_size: int = Field(default=4096, ge=0)
+
+
+class OptimizerParams(_Strict):
+    blr: float = Field(default=1.5e-6, gt=0, description="lr = blr x effective batch / 256")
+    weight_decay: float = Field(default=0.05, ge=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_epochs: float = Field(default=10, ge=0)
+    min_lr: float = Field(default=0.0, ge=0)
+
+
+class DataParams(_Strict):
+    batch_size: int = Field(default=256, ge=1, description="per device")
+    num_workers: int = Field(default=0, ge=0)
+    shuffle_buffer: int = Field(default=256, ge=1)
+    band_stats_samples: int = Field(default=512, ge=1)
+
+
+class TrainerParams(BaseModel):
+    """Passed to ``lightning.Trainer`` (extra keys allowed: any Trainer argument)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    max_epochs: int = Field(default=300, ge=1)
+    accelerator: str = "auto"
+    devices: int | str = 1
+    num_nodes: int = Field(default=1, ge=1)
+    precision: str | None = None  # None: bf16-mixed on GPU, 32-true on CPU
+    accumulate_grad_batches: int = Field(default=1, ge=1)
+    log_every_n_steps: int = Field(default=10, ge=1)
+
+
+class CheckpointParams(_Strict):
+    monitor: str = "val/r@1"
+    mode: Literal["max", "min"] = "max"
+
+
+class PretrainParams(_Strict):
+    seed: int = 0
+    run_dir: str = "data/06_models/pretrain_run"
+    resume: bool = True
+    model: ModelParams
+    loss: LossParams = LossParams()
+    optimizer: OptimizerParams = OptimizerParams()
+    data: DataParams = DataParams()
+    trainer: TrainerParams = TrainerParams()
+    checkpoint: CheckpointParams = CheckpointParams()
+
+    def needs_launcher(self) -> bool:
+        """More than one process: run under the multi-device entry point, not in Kedro."""
+        devices = self.trainer.devices
+        many = (isinstance(devices, int) and devices > 1) or devices == -1 or (
+            isinstance(devices, str) and devices not in ("1", "auto"))
+        return many or self.trainer.num_nodes > 1

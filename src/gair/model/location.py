@@ -1,0 +1,71 @@
+"""Location encoder: Equal Earth projection and random Fourier features (GeoCLIP design).
+
+Coordinates are (lat, lon) in degrees everywhere in this module's inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+# Equal Earth projection constants (Šavrič, Patterson & Jenny 2018), as GeoCLIP uses them.
+_A1, _A2, _A3, _A4 = 1.340264, -0.081106, 0.000893, 0.003796
+_SCALE = 66.50336
+
+
+def equal_earth_projection(latlon: torch.Tensor) -> torch.Tensor:
+    """Project (lat, lon) in degrees, shape [..., 2], to Equal Earth (x, y) scaled as GeoCLIP.
+
+    (0, 0) -> (0, 0); (0, 180) -> (1, 0); (+-90, 0) -> (0, +-0.486717).
+    """
+    if latlon.shape[-1] != 2:
+        raise ValueError(f"expected (lat, lon) pairs in the last dimension, got {tuple(latlon.shape)}")
+    lat = torch.deg2rad(latlon[..., 0])
+    lon = torch.deg2rad(latlon[..., 1])
+    theta = torch.asin(math.sqrt(3.0) / 2.0 * torch.sin(lat))
+    t2 = theta * theta
+    t6 = t2 * t2 * t2
+    x = (2.0 * math.sqrt(3.0) * lon * torch.cos(theta)) / (
+        3.0 * (9.0 * _A4 * t6 * t2 + 7.0 * _A3 * t6 + 3.0 * _A2 * t2 + _A1)
+    )
+    y = _A4 * t6 * t2 * theta + _A3 * t6 * theta + _A2 * t2 * theta + _A1 * theta
+    return torch.stack([x, y], dim=-1) * (_SCALE / 180.0)
+
+
+class GaussianFourierFeatures(nn.Module):
+    """[cos 2πvBᵀ, sin 2πvBᵀ] with a fixed Gaussian B ~ N(0, σ²) kept in the state dict."""
+
+    def __init__(self, in_dim: int, n_features: int, sigma: float, generator: torch.Generator):
+        super().__init__()
+        b = torch.randn(n_features, in_dim, generator=generator) * sigma
+        self.register_buffer("b", b)
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        projected = 2.0 * math.pi * v @ self.b.to(v.dtype).T
+        return torch.cat([torch.cos(projected), torch.sin(projected)], dim=-1)
+
+
+class LocationEncoder(nn.Module):
+    """Equal Earth (x, y) -> one RFF branch per σ -> MLP each -> summed embedding."""
+
+    def __init__(self, embed_dim: int = 768, sigmas: Sequence[float] = (2**0, 2**4, 2**8),
+                 n_features: int = 256, hidden_dim: int = 1024, depth: int = 3, seed: int = 0):
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.branches = nn.ModuleList()
+        for sigma in sigmas:
+            layers: list[nn.Module] = [GaussianFourierFeatures(2, n_features, sigma, generator)]
+            width = 2 * n_features
+            for _ in range(depth):
+                layers += [nn.Linear(width, hidden_dim), nn.ReLU()]
+                width = hidden_dim
+            layers.append(nn.Linear(width, embed_dim))
+            self.branches.append(nn.Sequential(*layers))
+
+    def forward(self, latlon: torch.Tensor) -> torch.Tensor:
+        """Embed (lat, lon) in degrees, shape [..., 2], to [..., embed_dim]."""
+        xy = equal_earth_projection(latlon.float())
+        return sum(branch(xy) for branch in self.branches)

@@ -1,0 +1,102 @@
+"""NILI: Neural Implicit Local Interpolation of an RS token grid at a query point.
+
+LIIF's local implicit function (Chen, Liu & Wang 2021) applied to the RS encoder's token
+grid: 3 x 3 feature unfolding, then for each of the four cells around the query an
+``imnet`` on [unfolded feature, relative coordinate], blended by the area of the
+diagonally opposite sub-rectangle. Coordinates are (x, y) in [-1, 1], x west->east by
+column, y north->south by row, pixel centres as ``grid_sample(align_corners=False)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+QueryMode = Literal["nili", "bilinear", "bicubic"]
+_EPS = 1e-6
+
+
+def cell_centres(height: int, width: int, device=None, dtype=None) -> torch.Tensor:
+    """(x, y) centres of an H x W grid in [-1, 1], shape [2, H, W] (align_corners=False)."""
+    xs = (2 * torch.arange(width, device=device, dtype=dtype) + 1) / width - 1
+    ys = (2 * torch.arange(height, device=device, dtype=dtype) + 1) / height - 1
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([grid_x, grid_y])
+
+
+def make_imnet(in_dim: int, out_dim: int, hidden: Sequence[int] = ()) -> nn.Module:
+    """A single linear layer (official GAIR) or an MLP with ReLUs (LIIF)."""
+    layers: list[nn.Module] = []
+    width = in_dim
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    layers.append(nn.Linear(width, out_dim))
+    return nn.Sequential(*layers) if len(layers) > 1 else layers[0]
+
+
+class NILI(nn.Module):
+    """Query a token grid [B, C, H, W] at coordinates [B, Q, 2] -> [B, Q, D].
+
+    Args:
+        in_dim: channels C of the token grid.
+        out_dim: embedding size D (for ``bilinear``/``bicubic`` it must equal ``in_dim``).
+        hidden: hidden sizes of ``imnet``; empty for the official single linear layer.
+        mode: ``nili`` (the implicit function), or ``bilinear``/``bicubic`` sampling of the
+            token grid (the ablations).
+        feat_unfold: concatenate the 3 x 3 neighbourhood of each cell (C*9 channels).
+        local_ensemble: blend the four surrounding cells (else the nearest cell only).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: Sequence[int] = (),
+                 mode: QueryMode = "nili", feat_unfold: bool = True,
+                 local_ensemble: bool = True) -> None:
+        super().__init__()
+        if mode not in ("nili", "bilinear", "bicubic"):
+            raise ValueError(f"unknown query mode {mode!r}")
+        if mode != "nili" and out_dim != in_dim:
+            raise ValueError(f"{mode} sampling keeps the token size: out_dim must be {in_dim}")
+        self.mode, self.feat_unfold, self.local_ensemble = mode, feat_unfold, local_ensemble
+        self.in_dim, self.out_dim = in_dim, out_dim
+        self.imnet = make_imnet(in_dim * (9 if feat_unfold else 1) + 2, out_dim, hidden) \
+            if mode == "nili" else None
+
+    def forward(self, feat: torch.Tensor, coord: torch.Tensor) -> torch.Tensor:
+        if feat.ndim != 4 or coord.ndim != 3 or coord.shape[-1] != 2:
+            raise ValueError(f"expected feat [B, C, H, W] and coord [B, Q, 2], got "
+                             f"{tuple(feat.shape)} and {tuple(coord.shape)}")
+        coord = coord.to(feat.dtype)
+        if self.mode != "nili":
+            sampled = F.grid_sample(feat, coord[:, None], mode=self.mode, align_corners=False,
+                                    padding_mode="border")
+            return sampled[:, :, 0].permute(0, 2, 1)
+        batch, channels, height, width = feat.shape
+        if self.feat_unfold:
+            feat = F.unfold(feat, 3, padding=1).view(batch, channels * 9, height, width)
+        centres = cell_centres(height, width, feat.device, feat.dtype).expand(batch, 2, height, width)
+        half_x, half_y = 1.0 / width, 1.0 / height  # half a cell in [-1, 1] units
+        shifts = [(sx, sy) for sx in (-1, 1) for sy in (-1, 1)] if self.local_ensemble else [(0, 0)]
+        predictions, areas = [], []
+        for sx, sy in shifts:
+            shifted = coord.clone()
+            shifted[..., 0] += sx * half_x + _EPS
+            shifted[..., 1] += sy * half_y + _EPS
+            shifted = shifted.clamp(-1 + _EPS, 1 - _EPS)
+            grid = shifted[:, None]  # [B, 1, Q, 2]
+            q_feat = F.grid_sample(feat, grid, mode="nearest", align_corners=False)[:, :, 0]
+            q_centre = F.grid_sample(centres, grid, mode="nearest", align_corners=False)[:, :, 0]
+            q_feat, q_centre = q_feat.permute(0, 2, 1), q_centre.permute(0, 2, 1)
+            relative = coord - q_centre
+            relative = torch.stack([relative[..., 0] * width / 2, relative[..., 1] * height / 2], -1)
+            predictions.append(self.imnet(torch.cat([q_feat, relative], dim=-1)))
+            areas.append((relative[..., 0] * relative[..., 1]).abs() + 1e-9)
+        if not self.local_ensemble:
+            return predictions[0]
+        # Each cell is weighted by the area of the diagonally opposite sub-rectangle.
+        areas = [areas[3], areas[2], areas[1], areas[0]]
+        total = sum(areas)
+        return sum(p * (a / total)[..., None] for p, a in zip(predictions, areas, strict=True))

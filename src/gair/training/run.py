@@ -1,0 +1,113 @@
+"""One pretraining run: from a run specification to checkpoints, logs and a summary.
+
+The same function runs in the Kedro node (one device) and under the multi-device entry
+point ``python -m gair.training <spec.json>`` (DDP: Lightning starts the other local
+ranks by re-running that command, never ``kedro run``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from gair.training.data import PairsDataModule, band_statistics
+from gair.training.system import GAIRPretraining
+
+SPEC_NAME = "spec.json"
+SUMMARY_NAME = "summary.json"
+LAST = "last.ckpt"
+
+
+def _precision(requested: str | None, accelerator: str) -> str:
+    if requested:
+        return requested
+    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return "bf16-mixed" if gpu else "32-true"
+
+
+def prepare_run_dir(run_dir: Path, spec: dict[str, Any], resume: bool) -> Path | None:
+    """Keep the run folder (and resume from ``last.ckpt``) only if it ran the same spec."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spec_path = run_dir / SPEC_NAME
+    last = run_dir / "checkpoints" / LAST
+    same = spec_path.is_file() and json.loads(spec_path.read_text()) == spec
+    if not same:
+        for child in run_dir.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        spec_path.write_text(json.dumps(spec, indent=1, sort_keys=True))
+    return last if (resume and same and last.is_file()) else None
+
+
+def run_pretraining(spec: dict[str, Any]) -> dict[str, Any]:
+    """Train GAIR as ``spec`` says; return (and write) the run summary on rank 0."""
+    params = spec["params"]
+    run_dir = Path(spec["run_dir"])
+    shards_dir = Path(spec["shards_dir"])
+    trainer_cfg = dict(params["trainer"])
+    L.seed_everything(params["seed"], workers=True)
+    ckpt = prepare_run_dir(run_dir, spec, params["resume"]) if _is_launcher() else \
+        _existing_last(run_dir, params["resume"])
+    data_cfg = params["data"]
+    samples = shards_dir / "samples.parquet"
+    import pandas as pd
+
+    table = pd.read_parquet(samples, columns=["split", "shard"])
+    train_shards = sorted({shards_dir / s for s in table.loc[table["split"] == "train", "shard"]})
+    band_mean, band_std = band_statistics(train_shards, data_cfg["band_stats_samples"])
+    model_cfg = params["model"]
+    datamodule = PairsDataModule(
+        str(shards_dir), data_cfg["batch_size"], model_cfg["rs_encoder"]["img_size"],
+        model_cfg["sv_encoder"]["img_size"], band_mean, band_std, data_cfg["num_workers"],
+        params["seed"], data_cfg["shuffle_buffer"],
+    )
+    system = GAIRPretraining(
+        model=model_cfg, loss=params["loss"], band_mean=band_mean, band_std=band_std,
+        accumulate_grad_batches=trainer_cfg.get("accumulate_grad_batches", 1),
+        **params["optimizer"],
+    )
+    accelerator = trainer_cfg.pop("accelerator", "auto")
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
+                                 monitor=params["checkpoint"]["monitor"],
+                                 mode=params["checkpoint"]["mode"], save_last=True)
+    trainer = L.Trainer(
+        default_root_dir=run_dir, accelerator=accelerator,
+        precision=_precision(trainer_cfg.pop("precision", None), accelerator),
+        deterministic=not torch.cuda.is_available() or accelerator == "cpu",
+        logger=CSVLogger(run_dir, name="logs", version=0),
+        callbacks=[checkpoint, LearningRateMonitor(logging_interval="step")],
+        enable_model_summary=False,
+        **trainer_cfg,
+    )
+    trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt)
+    summary = {
+        "best_checkpoint": checkpoint.best_model_path,
+        "last_checkpoint": str(run_dir / "checkpoints" / LAST),
+        "best_score": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
+        "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "world_size": trainer.world_size,
+        "band_mean": band_mean, "band_std": band_std,
+    }
+    if trainer.is_global_zero:
+        (run_dir / SUMMARY_NAME).write_text(json.dumps(summary, indent=1, sort_keys=True))
+    return summary
+
+
+def _is_launcher() -> bool:
+    """True in the process that started the run (not a rank Lightning re-launched)."""
+    import os
+
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
+def _existing_last(run_dir: Path, resume: bool) -> Path | None:
+    last = run_dir / "checkpoints" / LAST
+    return last if resume and last.is_file() else None

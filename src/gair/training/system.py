@@ -1,0 +1,117 @@
+"""The Lightning "system": GAIR, its losses, optimiser, schedule and validation metrics."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+import torch.distributed as dist
+
+from gair.model import GAIR, GAIRConfig, GAIRLoss, LossConfig
+from gair.model.losses import gather_no_grad
+
+
+def retrieval_metrics(queries: torch.Tensor, gallery: torch.Tensor) -> dict[str, float]:
+    """Recall@k and median rank of item i of ``gallery`` for query i (cosine similarity)."""
+    similarity = queries.float() @ gallery.float().T
+    true = similarity.diagonal()[:, None]
+    ranks = (similarity > true).sum(dim=1) + 1
+    return {
+        "r@1": float((ranks <= 1).float().mean()),
+        "r@5": float((ranks <= 5).float().mean()),
+        "r@10": float((ranks <= 10).float().mean()),
+        "median_rank": float(ranks.float().median()),
+        "chance_r@1": 1.0 / len(gallery),
+    }
+
+
+class GAIRPretraining(L.LightningModule):
+    """Pretrains GAIR with INCL + SECL.
+
+    Optimiser as the official code: AdamW (0.9, 0.95), weight decay on matrices only (not
+    biases, norms or temperatures), lr = blr x effective batch / 256, linear warm-up then a
+    half-cycle cosine, per step.
+    """
+
+    def __init__(self, model: dict[str, Any], loss: dict[str, Any], blr: float = 1.5e-6,
+                 weight_decay: float = 0.05, betas: tuple[float, float] = (0.9, 0.95),
+                 warmup_epochs: float = 1.0, min_lr: float = 0.0,
+                 band_mean: list[float] | None = None, band_std: list[float] | None = None,
+                 accumulate_grad_batches: int = 1) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = GAIR(GAIRConfig(**model))
+        self.loss = GAIRLoss(LossConfig(**loss))
+        self._val: list[dict[str, torch.Tensor]] = []
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return self.model(batch["rs"], batch["sv"], batch["query"], batch["latlon"])
+
+    def on_train_epoch_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "train_set"):
+            datamodule.train_set.set_epoch(self.current_epoch)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        terms = self.loss(self(batch), batch["latlon"], self.model.location_encoder)
+        size = len(batch["latlon"])
+        self.log("train/loss", terms["loss"], prog_bar=True, batch_size=size)
+        for name in GAIRLoss.TERMS:
+            self.log(f"train/{name}", terms[name], batch_size=size)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=size)
+        return terms["loss"]
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        embeddings = self(batch)
+        self._val.append({k: embeddings[k].detach() for k in ("sv", "rs_query", "location")}
+                         | {"latlon": batch["latlon"]})
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val:
+            return
+        parts = {k: torch.cat([v[k] for v in self._val]) for k in self._val[0]}
+        self._val.clear()
+        if dist.is_available() and dist.is_initialized():
+            parts = {k: gather_no_grad(v) for k, v in parts.items()}
+        self.loss.eval()
+        with torch.no_grad():
+            terms = self.loss(parts, parts["latlon"], None)
+        self.loss.train(self.training)
+        metrics = {f"val/{k}": float(v) for k, v in terms.items()}
+        metrics |= {f"val/{k}": v for k, v in retrieval_metrics(parts["sv"], parts["rs_query"]).items()}
+        # Every rank holds the gathered (whole) validation set, so no further sync is needed.
+        for name, value in metrics.items():
+            self.log(name, value, prog_bar=name == "val/r@1")
+
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for name, parameter in self.named_parameters():
+            if not parameter.requires_grad:
+                continue
+            (no_decay if parameter.ndim <= 1 or "logit_scale" in name else decay).append(parameter)
+        hp = self.hparams
+        world = self.trainer.world_size if self.trainer else 1
+        batch = self.trainer.datamodule.batch_size if self.trainer and self.trainer.datamodule else 1
+        effective = batch * hp.accumulate_grad_batches * world
+        lr = hp.blr * effective / 256
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": hp.weight_decay},
+             {"params": no_decay, "weight_decay": 0.0}],
+            lr=lr, betas=tuple(hp.betas),
+        )
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        epochs = max(self.trainer.max_epochs or 1, 1)
+        warmup = min(int(round(hp.warmup_epochs * total / epochs)), total - 1)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            progress = (step - warmup) / max(total - warmup, 1)
+            floor = hp.min_lr / lr if lr > 0 else 0.0
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
