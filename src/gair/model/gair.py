@@ -60,14 +60,14 @@ class GAIR(nn.Module):
             self.nili = NILI(rs_dim, rs_dim, mode=cfg.query_mode)
             self.rs_query_proj = to_embed(rs_dim)
         # The official code projects the SV embedding only; the queried RS and the location
-        # embedding enter the losses as they are.
+        # embedding enter the losses as they are. The global RS embedding (mean of tokens)
+        # is in no loss, so it gets no parameters (DDP requires every parameter to be used).
         self.sv_proj = nn.Linear(self.sv_encoder.embed_dim, cfg.embed_dim)
-        self.rs_global_proj = to_embed(rs_dim)
 
     def encode_rs(self, rs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token grid [B, C, h, w] and normalised global embedding [B, D] of RS patches."""
+        """Token grid [B, C, h, w] and normalised global embedding [B, C] (mean of tokens)."""
         grid, pooled = self.rs_encoder(rs)
-        return grid, F.normalize(self.rs_global_proj(pooled), dim=-1)
+        return grid, F.normalize(pooled, dim=-1)
 
     def query_rs(self, grid: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         """Normalised RS embedding at (x, y) in [-1, 1]: query [B, 2] -> [B, D], [B, Q, 2] -> [B, Q, D]."""

@@ -18,13 +18,29 @@ from torch import nn
 MAX_LOGIT_SCALE = math.log(100.0)  # as CLIP: temperatures never drop below 0.01
 
 
+_GATHER_GROUPS: dict[int, object] = {}
+
+
+def _gather_group():
+    """A process group of its own for the losses' gathers.
+
+    The backward of a gather with gradients runs collectives while DDP's reducer
+    all-reduces gradient buckets; on one shared group the two can interleave differently
+    on different ranks and silently mix tensors. A separate group keeps them apart.
+    """
+    key = id(dist.group.WORLD)
+    if key not in _GATHER_GROUPS:
+        _GATHER_GROUPS[key] = dist.new_group(backend=dist.get_backend())
+    return _GATHER_GROUPS[key]
+
+
 def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     """Concatenate ``tensor`` from all ranks, rank order, keeping the autograd graph."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return tensor
     from torch.distributed.nn.functional import all_gather
 
-    return torch.cat(all_gather(tensor), dim=0)
+    return torch.cat(all_gather(tensor, group=_gather_group()), dim=0)
 
 
 def gather_no_grad(tensor: torch.Tensor) -> torch.Tensor:

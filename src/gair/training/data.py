@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -63,6 +64,15 @@ class ShardedPairs(IterableDataset):
         shards, offset, quota = plan
         return shards, offset, quota // self.multiple_of * self.multiple_of
 
+    def _seeded_transform(self, sample: dict[str, Any]) -> dict[str, Any]:
+        """Augment with random draws keyed by (seed, epoch, sample), not by history: a run
+        resumed from a checkpoint sees exactly the batches an uninterrupted run would."""
+        key = hashlib.blake2b(f"{self.seed}:{self.epoch}:{sample['key']}".encode(),
+                              digest_size=8).digest()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int.from_bytes(key, "little") & (2**63 - 1))
+            return self.transform(sample)
+
     def samples_per_rank(self) -> int:
         _, world = _rank_and_world()
         slots = world * self.num_workers
@@ -84,6 +94,7 @@ class ShardedPairs(IterableDataset):
         buffer: list[dict] = []
         produced = 0
         index = 0
+        transform = self._seeded_transform
         for shard in shards:
             for sample in read_shard(shard):
                 index += 1
@@ -93,17 +104,17 @@ class ShardedPairs(IterableDataset):
                     if produced == quota:
                         return
                     produced += 1
-                    yield self.transform(sample)
+                    yield transform(sample)
                     continue
                 buffer.append(sample)
                 if len(buffer) >= self.buffer_size:
                     if produced == quota:
                         return
                     produced += 1
-                    yield self.transform(buffer.pop(rng.randrange(len(buffer))))
+                    yield transform(buffer.pop(rng.randrange(len(buffer))))
         while buffer and produced < quota:
             produced += 1
-            yield self.transform(buffer.pop(rng.randrange(len(buffer))))
+            yield transform(buffer.pop(rng.randrange(len(buffer))))
 
 
 class PairTransform:
@@ -209,6 +220,8 @@ class PairsDataModule(L.LightningDataModule):
                           drop_last=drop_last, pin_memory=torch.cuda.is_available())
 
     def train_dataloader(self) -> DataLoader:
+        # Called every epoch (the trainer reloads dataloaders each epoch): reshuffle by epoch.
+        self.train_set.set_epoch(self.trainer.current_epoch if self.trainer else 0)
         return self._loader(self.train_set, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:

@@ -45,8 +45,11 @@ def prepare_run_dir(run_dir: Path, spec: dict[str, Any], resume: bool) -> Path |
     return last if (resume and same and last.is_file()) else None
 
 
-def run_pretraining(spec: dict[str, Any]) -> dict[str, Any]:
-    """Train GAIR as ``spec`` says; return (and write) the run summary on rank 0."""
+def run_pretraining(spec: dict[str, Any], callbacks: list | None = None) -> dict[str, Any]:
+    """Train GAIR as ``spec`` says; return (and write) the run summary on rank 0.
+
+    ``callbacks`` are extra Lightning callbacks (e.g. a profiler, or a test's crash).
+    """
     params = spec["params"]
     run_dir = Path(spec["run_dir"])
     shards_dir = Path(spec["shards_dir"])
@@ -70,19 +73,26 @@ def run_pretraining(spec: dict[str, Any]) -> dict[str, Any]:
     system = GAIRPretraining(
         model=model_cfg, loss=params["loss"], band_mean=band_mean, band_std=band_std,
         accumulate_grad_batches=trainer_cfg.get("accumulate_grad_batches", 1),
-        **params["optimizer"],
+        seed=params["seed"], **params["optimizer"],
     )
     accelerator = trainer_cfg.pop("accelerator", "auto")
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
                                  monitor=params["checkpoint"]["monitor"],
-                                 mode=params["checkpoint"]["mode"], save_last=True)
+                                 mode=params["checkpoint"]["mode"])
+    # `save_last` only writes when the monitored checkpoint is written; resuming needs the
+    # latest state every epoch, so "last" is a checkpoint of its own.
+    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename=LAST.removesuffix(".ckpt"),
+                           monitor=None, save_top_k=1, every_n_epochs=1,
+                           enable_version_counter=False)
     trainer = L.Trainer(
         default_root_dir=run_dir, accelerator=accelerator,
         precision=_precision(trainer_cfg.pop("precision", None), accelerator),
         deterministic=not torch.cuda.is_available() or accelerator == "cpu",
         logger=CSVLogger(run_dir, name="logs", version=0),
-        callbacks=[checkpoint, LearningRateMonitor(logging_interval="step")],
+        callbacks=[checkpoint, last, LearningRateMonitor(logging_interval="step"),
+                   *(callbacks or [])],
         enable_model_summary=False,
+        reload_dataloaders_every_n_epochs=1,  # so each epoch's loader knows its epoch
         **trainer_cfg,
     )
     trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt)

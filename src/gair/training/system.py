@@ -39,7 +39,7 @@ class GAIRPretraining(L.LightningModule):
                  weight_decay: float = 0.05, betas: tuple[float, float] = (0.9, 0.95),
                  warmup_epochs: float = 1.0, min_lr: float = 0.0,
                  band_mean: list[float] | None = None, band_std: list[float] | None = None,
-                 accumulate_grad_batches: int = 1) -> None:
+                 accumulate_grad_batches: int = 1, seed: int = 0) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = GAIR(GAIRConfig(**model))
@@ -48,11 +48,6 @@ class GAIRPretraining(L.LightningModule):
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         return self.model(batch["rs"], batch["sv"], batch["query"], batch["latlon"])
-
-    def on_train_epoch_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "train_set"):
-            datamodule.train_set.set_epoch(self.current_epoch)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         terms = self.loss(self(batch), batch["latlon"], self.model.location_encoder)
@@ -103,7 +98,7 @@ class GAIRPretraining(L.LightningModule):
         )
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         epochs = max(self.trainer.max_epochs or 1, 1)
-        warmup = min(int(round(hp.warmup_epochs * total / epochs)), total - 1)
+        warmup = min(round(hp.warmup_epochs * total / epochs), total - 1)
 
         def factor(step: int) -> float:
             if step < warmup:

@@ -39,6 +39,8 @@ def pretrain_gair(shards_dir: Path, params: PretrainParams) -> tuple[Path, dict,
     history = pd.read_csv(run_dir / "logs" / "version_0" / "metrics.csv")
     metrics = {f"pretrain/{k}": round(v, 6) for k, v in sorted(summary["metrics"].items())
                if k.startswith("val/")}
+    if summary["best_score"] is not None:
+        metrics[f"pretrain/best_{params.checkpoint.monitor}"] = round(summary["best_score"], 6)
     metrics["pretrain/epochs"] = summary["epochs"]
     metrics["pretrain/global_step"] = summary["global_step"]
     best = summary["best_checkpoint"] or summary["last_checkpoint"]

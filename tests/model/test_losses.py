@@ -1,0 +1,81 @@
+"""Loss values on hand-made inputs, duplicate masking, temperatures and the queue."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gair.model import GAIRLoss, LossConfig
+from gair.model.losses import location_infonce, symmetric_infonce
+
+
+def test_symmetric_infonce_by_hand():
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    b = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    scale = torch.tensor(math.log(10.0))
+    logits = 10 * a @ b.T  # [[10, 6], [0, 8]]
+    row = [-math.log(math.exp(10) / (math.exp(10) + math.exp(6))),
+           -math.log(math.exp(8) / (math.exp(0) + math.exp(8)))]
+    col = [-math.log(math.exp(10) / (math.exp(10) + math.exp(0))),
+           -math.log(math.exp(8) / (math.exp(6) + math.exp(8)))]
+    expected = 0.5 * (sum(row) / 2 + sum(col) / 2)
+    assert logits.tolist() == [[10.0, 6.0], [0.0, 8.0]]
+    assert symmetric_infonce(a, b, scale).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_location_infonce_masks_the_same_place_as_negative():
+    q = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), dim=-1)
+    loc = q.clone()
+    latlon = torch.tensor([[10.0, 20.0], [30.0, 40.0]])
+    queue = torch.tensor([[1.0, 0.0], [0.0, -1.0]])
+    queue_latlon = torch.tensor([[10.0, 20.0], [50.0, 60.0]])  # first: item 0's own place
+    scale = torch.tensor(0.0)  # scale 1
+    loss = location_infonce(q, loc, latlon, queue, queue_latlon, scale)
+    # item 0: keys [own 1, item1 0, (masked), queue1 0]; item 1: [0, own 1, 0, -1]
+    e = math.e
+    expected = 0.5 * (-math.log(e / (e + 1 + 1)) - math.log(e / (1 + e + e**0 + e**-1)))
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_duplicates_in_the_batch_are_not_negatives_either():
+    q = F.normalize(torch.randn(3, 4), dim=-1)
+    latlon = torch.tensor([[1.0, 2.0], [1.0, 2.0], [5.0, 6.0]])
+    masked = location_infonce(q, q, latlon, None, None, torch.tensor(0.0))
+    distinct = location_infonce(q, q, latlon + torch.tensor([[0.0, 0.0], [9.0, 9.0], [0.0, 0.0]]),
+                                None, None, torch.tensor(0.0))
+    assert masked.item() < distinct.item()
+
+
+def _embeddings(n: int = 6, d: int = 8, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {k: F.normalize(torch.randn(n, d, generator=g), dim=-1)
+            for k in ("sv", "rs_query", "location")}
+
+
+def test_weights_and_temperatures():
+    e = _embeddings()
+    latlon = torch.rand(6, 2) * 50
+    base = GAIRLoss(LossConfig(queue_size=0))(e, latlon)
+    assert base["loss"].item() == pytest.approx(
+        base["incl"].item() + 0.5 * base["secl_sv"].item() + 0.5 * base["secl_rs"].item())
+    only_incl = GAIRLoss(LossConfig(queue_size=0, weight_secl_sv=0, weight_secl_rs=0))(e, latlon)
+    assert only_incl["loss"].item() == pytest.approx(base["incl"].item())
+    per_term = GAIRLoss(LossConfig(queue_size=0, shared_temperature=False, learnable_temperature=True))
+    assert per_term.logit_scale.shape == (3,) and per_term.logit_scale.requires_grad
+    assert per_term.logit_scale[0].item() == pytest.approx(math.log(1 / 0.07))
+    fixed = GAIRLoss(LossConfig(queue_size=0))
+    assert not fixed.logit_scale.requires_grad
+
+
+def test_queue_adds_negatives_and_wraps():
+    loss = GAIRLoss(LossConfig(queue_size=5)).train()
+    encoder = torch.nn.Linear(2, 8)
+    for step in range(3):
+        latlon = torch.full((2, 2), float(step))
+        loss(_embeddings(2, 8, step), latlon, encoder)
+    assert loss.queue.filled().shape == (5, 2)
+    assert loss.queue.count.item() == 6 and loss.queue.pointer.item() == 1
+    assert loss.queue.latlon[0].tolist() == [2.0, 2.0], "the oldest entry was overwritten"

@@ -1,0 +1,98 @@
+"""Training on CPU: data streaming, a real Lightning fit, exact resume, parameters."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from gair.parameters import PretrainParams
+from gair.training import ShardedPairs, retrieval_metrics, run_pretraining
+from gair.training.data import PairsDataModule, band_statistics
+from tests.training.conftest import tiny_pretrain_params
+
+
+def _spec(shards, run_dir, **trainer) -> dict:
+    params = PretrainParams(**tiny_pretrain_params(**trainer), run_dir=str(run_dir))
+    return {"shards_dir": str(shards), "run_dir": str(run_dir),
+            "params": params.model_dump(mode="json")}
+
+
+def test_datamodule_batches(tiny_shards):
+    mean, std = band_statistics(sorted(tiny_shards.rglob("*.tar")), 16)
+    assert len(mean) == len(std) == 10 and all(s > 0 for s in std)
+    module = PairsDataModule(str(tiny_shards), 4, 16, 16, mean, std, 0, 0, 8)
+    module.setup()
+    batch = next(iter(module.train_dataloader()))
+    assert batch["rs"].shape == (4, 10, 16, 16) and batch["sv"].shape == (4, 3, 16, 16)
+    assert batch["query"].shape == (4, 2) and batch["query"].abs().max() <= 1
+    assert batch["latlon"].shape == (4, 2)
+    assert len(module.train_set) % 4 == 0
+
+
+def test_slots_yield_equal_disjoint_parts(tiny_shards):
+    import pandas as pd
+
+    table = pd.read_parquet(tiny_shards / "samples.parquet")
+    train = table[table["split"] == "train"]
+    counts = {str(tiny_shards / k): int(v) for k, v in train["shard"].value_counts().items()}
+    dataset = ShardedPairs([tiny_shards / s for s in counts], counts, lambda s: s["key"],
+                           shuffle=False)
+    for slots in (1, 2, 3, len(counts) + 2):
+        parts = []
+        for slot in range(slots):
+            shards, offset, quota = dataset._plan(slot, slots)
+            seen = []
+            for shard in shards:
+                from gair.io.shards import read_shard
+
+                for i, sample in enumerate(read_shard(shard)):
+                    seen.append(sample["key"])
+            parts.append(quota)
+        assert len(set(parts)) == 1, "every slot yields the same number of samples"
+
+
+def test_retrieval_metrics_by_hand():
+    q = torch.eye(3)
+    g = torch.tensor([[1.0, 0, 0], [0, 0, 1.0], [0, 1.0, 0]])
+    m = retrieval_metrics(q, g)
+    assert m["r@1"] == pytest.approx(1 / 3) and m["r@5"] == 1.0 and m["chance_r@1"] == pytest.approx(1 / 3)
+
+
+class _Crash(Callback):
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            raise RuntimeError("killed")
+
+
+@pytest.mark.slow
+def test_resumed_run_ends_like_an_uninterrupted_one(tiny_shards, tmp_path):
+    straight = run_pretraining(_spec(tiny_shards, tmp_path / "a"))
+    spec = _spec(tiny_shards, tmp_path / "b")
+    with pytest.raises(RuntimeError, match="killed"):
+        run_pretraining(spec, callbacks=[_Crash()])
+    assert (tmp_path / "b" / "checkpoints" / "last.ckpt").is_file()
+    resumed = run_pretraining(spec)
+    assert resumed["global_step"] == straight["global_step"] == 8
+    final_a = torch.load(tmp_path / "a" / "checkpoints" / "last.ckpt", weights_only=True)
+    final_b = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=True)
+    for name, tensor in final_a["state_dict"].items():
+        assert torch.allclose(tensor.float(), final_b["state_dict"][name].float(), atol=1e-6), name
+    for key, value in straight["metrics"].items():
+        assert resumed["metrics"][key] == pytest.approx(value, abs=1e-5), key
+
+
+@pytest.mark.slow
+def test_changed_parameters_start_afresh(tiny_shards, tmp_path):
+    run_pretraining(_spec(tiny_shards, tmp_path / "r", max_epochs=1))
+    summary = run_pretraining(_spec(tiny_shards, tmp_path / "r", max_epochs=2))
+    assert summary["epochs"] == 2 and summary["global_step"] == 8
+
+
+def test_pretrain_params_validate_and_know_when_to_launch():
+    params = PretrainParams(**tiny_pretrain_params())
+    assert not params.needs_launcher()
+    assert PretrainParams(**tiny_pretrain_params(devices=2)).needs_launcher()
+    assert PretrainParams(**tiny_pretrain_params(num_nodes=2)).needs_launcher()
+    with pytest.raises(ValueError, match="blr"):
+        PretrainParams(**(tiny_pretrain_params() | {"optimizer": {"blr": -1}}))
