@@ -1,4 +1,5 @@
-"""`kedro run --pipelines sample_world,ingest,pair` on a small world in a temporary data folder."""
+"""`kedro run --pipelines sample_world,ingest,pair,pretrain` on a small world in a temporary
+data folder."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
 from tests.conftest import PROJECT_ROOT, small_world_config
+from tests.training.conftest import tiny_pretrain_params
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +33,12 @@ def run(tmp_path_factory):
     pair["pair"]["patch_size_px"] = 32
     pair["pair"]["split"]["block_km"] = 0.5
     (conf / "base" / "parameters_pair.yml").write_text(yaml.safe_dump(pair))
+    pretrain = tiny_pretrain_params(max_epochs=1) | {"run_dir": str(tmp / "data" / "run")}
+    (conf / "base" / "parameters_pretrain.yml").write_text(yaml.safe_dump({"pretrain": pretrain}))
     bootstrap_project(PROJECT_ROOT)
     configure_project("gair")
     with KedroSession.create(project_path=PROJECT_ROOT, conf_source=str(conf)) as session:
-        session.run(pipeline_names=["sample_world", "ingest", "pair"])
+        session.run(pipeline_names=["sample_world", "ingest", "pair", "pretrain"])
     return tmp / "data"
 
 
@@ -63,3 +67,17 @@ def test_pair_outputs(run):
     shards = sorted((run / "05_model_input" / "shards").rglob("*.tar"))
     assert {p.parent.name for p in shards} == set(pairs["split"])
     assert (run / "08_reporting" / "pairing_map.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_pretrain_outputs(run):
+    import torch
+
+    checkpoint = torch.load(run / "06_models" / "gair.ckpt", weights_only=True)
+    assert any(k.startswith("model.nili.") for k in checkpoint["state_dict"])
+    metrics = json.loads((run / "08_reporting" / "pretrain_metrics.json").read_text())
+    assert {"pretrain/val/loss", "pretrain/val/r@1", "pretrain/val/chance_r@1"} <= set(metrics)
+    assert metrics["pretrain/epochs"] == 1
+    history = pd.read_csv(run / "08_reporting" / "pretrain_history.csv")
+    assert history["train/loss"].notna().any()
+    assert (run / "08_reporting" / "pretrain_curves.png").stat().st_size > 10_000

@@ -36,20 +36,16 @@ def test_slots_yield_equal_disjoint_parts(tiny_shards):
     table = pd.read_parquet(tiny_shards / "samples.parquet")
     train = table[table["split"] == "train"]
     counts = {str(tiny_shards / k): int(v) for k, v in train["shard"].value_counts().items()}
-    dataset = ShardedPairs([tiny_shards / s for s in counts], counts, lambda s: s["key"],
-                           shuffle=False)
-    for slots in (1, 2, 3, len(counts) + 2):
-        parts = []
-        for slot in range(slots):
-            shards, offset, quota = dataset._plan(slot, slots)
-            seen = []
-            for shard in shards:
-                from gair.io.shards import read_shard
-
-                for i, sample in enumerate(read_shard(shard)):
-                    seen.append(sample["key"])
-            parts.append(quota)
-        assert len(set(parts)) == 1, "every slot yields the same number of samples"
+    for shuffle in (False, True):
+        dataset = ShardedPairs([tiny_shards / s for s in counts], counts, lambda s: s["key"],
+                               shuffle=shuffle, buffer_size=4)
+        for slots in (1, 2, 3, len(counts) + 2):
+            parts = [list(dataset.iter_slot(slot, slots)) for slot in range(slots)]
+            assert len({len(p) for p in parts}) == 1, "every slot yields as many samples"
+            flat = [key for part in parts for key in part]
+            assert len(flat) == len(set(flat)), "no sample is read by two slots"
+            assert set(flat) <= set(train["uuid"])
+            assert len(flat) > 0.6 * len(train)
 
 
 def test_retrieval_metrics_by_hand():

@@ -39,13 +39,14 @@ class ShardedPairs(IterableDataset):
 
     def __init__(self, shards: Sequence[Path], counts: dict[str, int], transform,
                  shuffle: bool, seed: int = 0, buffer_size: int = 256,
-                 multiple_of: int = 1, num_workers: int = 1) -> None:
+                 multiple_of: int = 1, num_workers: int = 1, sv_size: int | None = None) -> None:
         super().__init__()
         self.shards = sorted(Path(s) for s in shards)
         self.counts = counts
         self.transform, self.shuffle, self.seed = transform, shuffle, seed
         self.buffer_size, self.multiple_of = buffer_size, multiple_of
         self.num_workers = max(1, num_workers)
+        self.sv_size = sv_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -85,18 +86,21 @@ class ShardedPairs(IterableDataset):
         rank, world = _rank_and_world()
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        slots = world * workers
-        slot = rank * workers + worker
+        return self.iter_slot(rank * workers + worker, world * workers)
+
+    def iter_slot(self, slot: int, slots: int) -> Iterator[dict[str, Any]]:
+        """The samples of one (rank, worker) slot out of ``slots``."""
         shards, offset, quota = self._plan(slot, slots)
         rng = random.Random(f"{self.seed}:{self.epoch}:{slot}")
         if self.shuffle:
-            rng.shuffle(shards)
+            # One shard order for all slots: striding by sample index must see one sequence.
+            random.Random(f"{self.seed}:{self.epoch}").shuffle(shards)
         buffer: list[dict] = []
         produced = 0
         index = 0
         transform = self._seeded_transform
         for shard in shards:
-            for sample in read_shard(shard):
+            for sample in read_shard(shard, self.sv_size):
                 index += 1
                 if offset is not None and (index - 1) % slots != offset:
                     continue
@@ -192,7 +196,7 @@ class PairsDataModule(L.LightningDataModule):
         super().__init__()
         self.shards_dir = Path(shards_dir)
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
-        self.shuffle_buffer = shuffle_buffer
+        self.shuffle_buffer, self.sv_size = shuffle_buffer, sv_size
         self.transforms = {
             train: PairTransform(rs_size, sv_size, band_mean, band_std, train)
             for train in (True, False)
@@ -207,7 +211,7 @@ class PairsDataModule(L.LightningDataModule):
             self.transforms[train], shuffle=train, seed=self.seed,
             buffer_size=self.shuffle_buffer,
             multiple_of=self.batch_size if train else 1,
-            num_workers=self.num_workers,
+            num_workers=self.num_workers, sv_size=self.sv_size,
         )
 
     def setup(self, stage: str | None = None) -> None:

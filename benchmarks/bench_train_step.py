@@ -1,0 +1,140 @@
+"""Training-step throughput: fed by the real DataModule versus in-memory tensors.
+
+For the same model and batch size in one process, measures samples/s of the full step
+(data loading and augmentation from the shards + forward + losses + backward + AdamW)
+and of the model alone on a batch already in memory; prints one JSON line with both and
+their ratio. ``--paper-scale`` instead times the paper-scale model (ViT-B RS 96 px patch
+8, ViT-B/16 SV 224 px, 768-d) on synthetic tensors, on the CPU or a GPU (bf16 there).
+
+Usage:
+  .venv/bin/python benchmarks/bench_train_step.py [--steps 20]      (needs the pair outputs)
+  .venv/bin/python benchmarks/bench_train_step.py --paper-scale --batch 8 --steps 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from gair.model import GAIR, GAIRConfig, GAIRLoss, LossConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER_MODEL = {
+    "embed_dim": 768,
+    "rs_encoder": {"name": "vit_base_patch16_224", "img_size": 96, "patch_size": 8, "in_chans": 10},
+    "sv_encoder": {"name": "vit_base_patch16_224", "img_size": 224},
+    "location_encoder": {"sigmas": [1.0, 16.0, 256.0], "n_features": 256, "hidden_dim": 1024,
+                         "depth": 3},
+}
+
+
+def _step_fn(model: GAIR, loss: GAIRLoss, device: torch.device, bf16: bool):
+    optimizer = torch.optim.AdamW(list(model.parameters()) + list(loss.parameters()), lr=1e-4,
+                                  betas=(0.9, 0.95), weight_decay=0.05)
+
+    def step(batch: dict[str, torch.Tensor]) -> None:
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            embeddings = model(batch["rs"], batch["sv"], batch["query"], batch["latlon"])
+            terms = loss(embeddings, batch["latlon"], model.location_encoder)
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        optimizer.step()
+
+    return step
+
+
+def _synthetic(batch: int, rs: int, sv: int) -> dict[str, torch.Tensor]:
+    return {"rs": torch.randn(batch, 10, rs, rs), "sv": torch.randn(batch, 3, sv, sv),
+            "query": torch.rand(batch, 2) * 2 - 1, "latlon": torch.rand(batch, 2) * 60}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def paper_scale(args: argparse.Namespace) -> dict:
+    device = torch.device(args.device)
+    model = GAIR(GAIRConfig(**PAPER_MODEL)).to(device).train()
+    loss = GAIRLoss(LossConfig(queue_size=4096)).to(device).train()
+    bf16 = device.type == "cuda"
+    step = _step_fn(model, loss, device, bf16)
+    batch = _synthetic(args.batch, 96, 224)
+    step(batch)  # warm-up
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step(batch)
+    _sync(device)
+    seconds = (time.perf_counter() - start) / args.steps
+    result = {"benchmark": "train_step_paper_scale", "device": str(device),
+              "precision": "bf16-mixed" if bf16 else "32-true", "batch": args.batch,
+              "seconds_per_step": round(seconds, 3), "pairs_per_s": round(args.batch / seconds, 1),
+              "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1)}
+    if device.type == "cuda":
+        result["peak_gpu_mem_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    return result
+
+
+def default_config(args: argparse.Namespace) -> dict:
+    from gair.parameters import PretrainParams
+    from gair.training.data import PairsDataModule, band_statistics
+
+    raw = yaml.safe_load((ROOT / "conf/base/parameters_pretrain.yml").read_text())["pretrain"]
+    raw["run_dir"] = "unused"
+    params = PretrainParams(**raw)
+    shards = Path(args.shards)
+    if not (shards / "samples.parquet").is_file():
+        raise SystemExit(f"{shards}: no shards; run `kedro run --pipelines sample_world,ingest,pair`")
+    torch.manual_seed(0)
+    mean, std = band_statistics(sorted(shards.glob("train/*.tar")), 256)
+    module = PairsDataModule(str(shards), params.data.batch_size, params.model.rs_encoder.img_size,
+                             params.model.sv_encoder.img_size, mean, std,
+                             params.data.num_workers, 0, params.data.shuffle_buffer)
+    module.setup()
+    model = GAIR(GAIRConfig(**params.model.model_dump(mode="json"))).train()
+    loss = GAIRLoss(LossConfig(**params.loss.model_dump())).train()
+    step = _step_fn(model, loss, torch.device("cpu"), bf16=False)
+    in_memory = next(iter(module.train_dataloader()))
+    for _ in range(2):
+        step(in_memory)  # warm-up
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step(in_memory)
+    alone = args.steps * params.data.batch_size / (time.perf_counter() - start)
+    done = 0
+    start = time.perf_counter()
+    while done < args.steps:
+        for batch in module.train_dataloader():
+            step(batch)
+            done += 1
+            if done == args.steps:
+                break
+    fed = args.steps * params.data.batch_size / (time.perf_counter() - start)
+    return {"benchmark": "train_step", "batch": params.data.batch_size, "steps": args.steps,
+            "num_workers": params.data.num_workers, "threads": torch.get_num_threads(),
+            "datamodule_samples_per_s": round(fed, 1), "in_memory_samples_per_s": round(alone, 1),
+            "ratio": round(fed / alone, 3),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--shards", default=str(ROOT / "data/05_model_input/shards"))
+    parser.add_argument("--paper-scale", action="store_true")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    print(json.dumps(paper_scale(args) if args.paper_scale else default_config(args)))
+
+
+if __name__ == "__main__":
+    main()
