@@ -58,6 +58,26 @@ def write_world(config: SampleWorldConfig, root: Path) -> dict[str, Path]:
     return dirs
 
 
+def temporary_conf(root: Path, parameters: dict[str, dict] | None = None) -> Path:
+    """A copy of the project's conf/ under ``root`` whose data folder is ``root / "data"``.
+
+    ``parameters`` maps a parameters file stem (e.g. ``parameters_pair``) to its new content.
+    """
+    import shutil
+
+    import yaml
+
+    conf = root / "conf"
+    shutil.copytree(PROJECT_ROOT / "conf", conf, ignore=shutil.ignore_patterns("local"))
+    (conf / "local").mkdir()
+    globals_ = yaml.safe_load((conf / "base" / "globals.yml").read_text())
+    globals_["data_dir"] = str(root / "data")
+    (conf / "base" / "globals.yml").write_text(yaml.safe_dump(globals_))
+    for stem, content in (parameters or {}).items():
+        (conf / "base" / f"{stem}.yml").write_text(yaml.safe_dump(content))
+    return conf
+
+
 @pytest.fixture(scope="session")
 def small_world(tmp_path_factory) -> dict[str, Path]:
     """A small generated sample world, shared by the tests that only read it."""

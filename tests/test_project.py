@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import configparser
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from kedro.framework.startup import bootstrap_project
 
 import gair
 from gair.io.directories import read_manifest
-from tests.conftest import PROJECT_ROOT, small_world_config
+from tests.conftest import PROJECT_ROOT, small_world_config, temporary_conf
 
 LAYERS = {"raw", "intermediate", "primary", "feature", "model_input", "models",
           "model_output", "reporting"}
@@ -77,7 +76,7 @@ def test_telemetry_and_analytics_are_off_in_committed_config(project):
 
 def test_dvc_stage_runs_the_sample_world_pipeline(project):
     stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
-    assert set(stages) >= {"sample_world", "ingest", "pair"}
+    assert set(stages) >= {"sample_world", "ingest", "pair", "pretrain"}
     produced = {"data/01_raw/sample/streetscapes", "data/01_raw/sample/sentinel2"}
     for name, stage in stages.items():
         assert stage["cmd"] == f"kedro run --pipelines {name}"
@@ -86,20 +85,15 @@ def test_dvc_stage_runs_the_sample_world_pipeline(project):
             assert dep.startswith("data/") or (project / dep).exists(), dep
             if dep.startswith("data/"):
                 assert dep in produced, f"{name} depends on {dep}, which no earlier stage writes"
-        produced |= {next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]}
+        outputs = stage["outs"] + stage.get("metrics", [])
+        produced |= {next(iter(o)) if isinstance(o, dict) else o for o in outputs}
 
 
 @pytest.mark.slow
 def test_kedro_run_writes_the_sample_world(project, tmp_path):
     """A real Kedro session on a copy of conf/ whose globals point at a temporary folder."""
-    conf = tmp_path / "conf"
-    shutil.copytree(project / "conf", conf, ignore=shutil.ignore_patterns("local"))
-    (conf / "local").mkdir()
-    globals_ = yaml.safe_load((conf / "base" / "globals.yml").read_text())
-    globals_["data_dir"] = str(tmp_path / "data")
-    (conf / "base" / "globals.yml").write_text(yaml.safe_dump(globals_))
-    params = {"sample_world": small_world_config(tile_size_px=64).model_dump(mode="json")}
-    (conf / "base" / "parameters_sample_world.yml").write_text(yaml.safe_dump(params))
+    conf = temporary_conf(tmp_path, {"parameters_sample_world": {
+        "sample_world": small_world_config(tile_size_px=64).model_dump(mode="json")}})
 
     with KedroSession.create(project_path=project, conf_source=str(conf)) as session:
         session.run(pipeline_names=["sample_world"])
@@ -125,3 +119,18 @@ def test_ruff_is_clean(project):
         capture_output=True, text=True, check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("env", ["local", "gpu"])
+def test_every_environment_parameters_validate(project, env):
+    from gair.parameters import IngestParams, PairParams, PretrainParams
+    from gair.sample_world import SampleWorldConfig
+
+    loader = OmegaConfigLoader(conf_source=str(project / "conf"), base_env="base",
+                               default_run_env=env)
+    parameters = loader["parameters"]
+    SampleWorldConfig(**parameters["sample_world"])
+    IngestParams(**parameters["ingest"])
+    PairParams(**parameters["pair"])
+    pretrain = PretrainParams(**parameters["pretrain"])
+    assert pretrain.needs_launcher() == (env == "gpu")

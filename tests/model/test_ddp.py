@@ -36,7 +36,7 @@ def _loss_and_grads(model, batch) -> tuple[dict[str, float], dict[str, torch.Ten
     terms = loss_fn(model(batch["rs"], batch["sv"], batch["query"], batch["latlon"]),
                     batch["latlon"], inner.location_encoder)
     terms["loss"].backward()
-    return ({k: float(v) for k, v in terms.items()},
+    return ({k: float(v.detach()) for k, v in terms.items()},
             {n: p.grad.detach().clone() for n, p in inner.named_parameters() if p.grad is not None})
 
 

@@ -4,7 +4,6 @@ data folder."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import geopandas as gpd
 import pandas as pd
@@ -14,27 +13,22 @@ from kedro.framework.project import configure_project
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from tests.conftest import PROJECT_ROOT, small_world_config
+from tests.conftest import PROJECT_ROOT, small_world_config, temporary_conf
 from tests.training.conftest import tiny_pretrain_params
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("project")
-    conf = tmp / "conf"
-    shutil.copytree(PROJECT_ROOT / "conf", conf, ignore=shutil.ignore_patterns("local"))
-    (conf / "local").mkdir()
-    globals_ = yaml.safe_load((conf / "base" / "globals.yml").read_text())
-    globals_["data_dir"] = str(tmp / "data")
-    (conf / "base" / "globals.yml").write_text(yaml.safe_dump(globals_))
-    (conf / "base" / "parameters_sample_world.yml").write_text(yaml.safe_dump(
-        {"sample_world": small_world_config().model_dump(mode="json")}))
-    pair = yaml.safe_load((conf / "base" / "parameters_pair.yml").read_text())
+    pair = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_pair.yml").read_text())
     pair["pair"]["patch_size_px"] = 32
     pair["pair"]["split"]["block_km"] = 0.5
-    (conf / "base" / "parameters_pair.yml").write_text(yaml.safe_dump(pair))
     pretrain = tiny_pretrain_params(max_epochs=1) | {"run_dir": str(tmp / "data" / "run")}
-    (conf / "base" / "parameters_pretrain.yml").write_text(yaml.safe_dump({"pretrain": pretrain}))
+    conf = temporary_conf(tmp, {
+        "parameters_sample_world": {"sample_world": small_world_config().model_dump(mode="json")},
+        "parameters_pair": pair,
+        "parameters_pretrain": {"pretrain": pretrain},
+    })
     bootstrap_project(PROJECT_ROOT)
     configure_project("gair")
     with KedroSession.create(project_path=PROJECT_ROOT, conf_source=str(conf)) as session:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pandas as pd
 import pytest
@@ -12,15 +11,13 @@ from kedro.framework.project import configure_project
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, temporary_conf
 
 
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_real_environment_ingests_and_pairs_the_real_samples(realdata, tmp_path):
-    conf = tmp_path / "conf"
-    shutil.copytree(PROJECT_ROOT / "conf", conf, ignore=shutil.ignore_patterns("local"))
-    (conf / "local").mkdir()
+    conf = temporary_conf(tmp_path)
     (conf / "real").mkdir()
     (conf / "real" / "globals.yml").write_text(yaml.safe_dump({
         "data_dir": str(tmp_path / "data"),

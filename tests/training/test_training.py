@@ -37,7 +37,7 @@ def test_slots_yield_equal_disjoint_parts(tiny_shards):
     train = table[table["split"] == "train"]
     counts = {str(tiny_shards / k): int(v) for k, v in train["shard"].value_counts().items()}
     for shuffle in (False, True):
-        dataset = ShardedPairs([tiny_shards / s for s in counts], counts, lambda s: s["key"],
+        dataset = ShardedPairs([tiny_shards / s for s in counts], counts, lambda s, rng=None: s["key"],
                                shuffle=shuffle, buffer_size=4)
         for slots in (1, 2, 3, len(counts) + 2):
             parts = [list(dataset.iter_slot(slot, slots)) for slot in range(slots)]
@@ -76,6 +76,12 @@ def test_resumed_run_ends_like_an_uninterrupted_one(tiny_shards, tmp_path):
         assert torch.allclose(tensor.float(), final_b["state_dict"][name].float(), atol=1e-6), name
     for key, value in straight["metrics"].items():
         assert resumed["metrics"][key] == pytest.approx(value, abs=1e-5), key
+    from gair.training.run import read_history
+
+    history_a, history_b = read_history(tmp_path / "a"), read_history(tmp_path / "b")
+    assert history_b["epoch"].max() == 1 and 0 in set(history_b["epoch"]), "history survives"
+    assert history_b["train/loss"].dropna().tolist() == pytest.approx(
+        history_a["train/loss"].dropna().tolist(), abs=1e-6)
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ and every item read ends in exactly one of the two.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -34,3 +35,15 @@ def count_report(read: int, accepted: int, rejects: pd.DataFrame) -> dict[str, A
     if read != accepted + len(rejects):
         raise AssertionError(f"counts do not add up: {report}")
     return report
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """What a reader accepted, what it rejected (with reasons) and how many items it read."""
+
+    accepted: pd.DataFrame
+    rejects: pd.DataFrame
+    read: int
+
+    def report(self) -> dict[str, Any]:
+        return count_report(self.read, len(self.accepted), self.rejects)

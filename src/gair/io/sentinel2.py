@@ -12,7 +12,6 @@ import logging
 import re
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from gair.geo.crs import transformer
-from gair.io.rejects import InputConfigurationError, count_report, rejects_frame
+from gair.io.rejects import InputConfigurationError, ReadResult, rejects_frame
 
 logger = logging.getLogger(__name__)
 
@@ -153,16 +152,12 @@ class TileRejected(Exception):
         self.reason, self.detail = reason, detail
 
 
-@dataclass(frozen=True)
-class TileIndex:
+class TileIndex(ReadResult):
     """Accepted tiles (footprints in EPSG:4326) and the files rejected on the way."""
 
-    tiles: gpd.GeoDataFrame
-    rejects: pd.DataFrame
-    read: int
-
-    def report(self) -> dict:
-        return count_report(self.read, len(self.tiles), self.rejects)
+    @property
+    def tiles(self) -> gpd.GeoDataFrame:
+        return self.accepted
 
 
 def discover_tile_sources(sentinel2_dir: Path) -> list[Path]:
@@ -438,4 +433,4 @@ def read_tile_index(
     frame = pd.DataFrame(records, columns=[*TILE_INDEX_COLUMNS, "geometry"])
     frame["band_map"] = frame["band_map"].map(json.dumps)
     tiles = gpd.GeoDataFrame(frame, geometry="geometry", crs="EPSG:4326")
-    return TileIndex(tiles=tiles, rejects=rejects_frame(rejects), read=len(sources))
+    return TileIndex(accepted=tiles, rejects=rejects_frame(rejects), read=len(sources))

@@ -11,7 +11,6 @@ import logging
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
@@ -19,7 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from gair.io.rejects import InputConfigurationError, count_report, rejects_frame
+from gair.io.rejects import InputConfigurationError, ReadResult, rejects_frame
 
 logger = logging.getLogger(__name__)
 
@@ -61,16 +60,12 @@ _JPEG_SOI = b"\xff\xd8\xff"
 _JPEG_EOI = b"\xff\xd9"
 
 
-@dataclass(frozen=True)
-class StreetViewTable:
+class StreetViewTable(ReadResult):
     """Accepted street views (EPSG:4326 points) and the rows rejected on the way."""
 
-    points: gpd.GeoDataFrame
-    rejects: pd.DataFrame
-    read: int
-
-    def report(self) -> dict:
-        return count_report(self.read, len(self.points), self.rejects)
+    @property
+    def points(self) -> gpd.GeoDataFrame:
+        return self.accepted
 
 
 def index_images(images_dir: Path) -> dict[str, str]:
@@ -243,7 +238,7 @@ def read_street_views(
         geometry=gpd.points_from_xy(accepted["lon"], accepted["lat"]),
         crs="EPSG:4326",
     )
-    return StreetViewTable(points=points, rejects=rejects, read=read)
+    return StreetViewTable(accepted=points, rejects=rejects, read=read)
 
 
 def _typed_metadata(table: pd.DataFrame) -> pd.DataFrame:

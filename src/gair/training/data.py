@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
 
 from gair.io.shards import SAMPLES_TABLE, read_shard
 
@@ -70,9 +70,7 @@ class ShardedPairs(IterableDataset):
         resumed from a checkpoint sees exactly the batches an uninterrupted run would."""
         key = hashlib.blake2b(f"{self.seed}:{self.epoch}:{sample['key']}".encode(),
                               digest_size=8).digest()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int.from_bytes(key, "little") & (2**63 - 1))
-            return self.transform(sample)
+        return self.transform(sample, random.Random(key))
 
     def samples_per_rank(self) -> int:
         _, world = _rank_and_world()
@@ -125,10 +123,11 @@ class PairTransform:
     """Sample dict from a shard -> tensors: ``rs`` [10, S, S], ``sv`` [3, S', S'],
     ``query`` (x, y), ``latlon`` (lat, lon).
 
-    RS: per-band z-score of reflectance x 10000, nodata set to the mean, bilinear resize
-    to the encoder's input (the query coordinate is resolution-free, so resizing keeps the
-    alignment); no geometric RS augmentation. SV: resize, normalise, and when training a
-    horizontal flip and colour jitter.
+    RS: per-band z-score of reflectance x 10000, nodata set to the mean, resized to the
+    encoder's input by area averaging (the query coordinate is resolution-free, so resizing
+    keeps the alignment); no geometric RS augmentation. SV: resize, normalise, and when
+    training a horizontal flip (p 0.5) and brightness/contrast/saturation jitter (p 0.3),
+    drawn from the ``rng`` the caller gives.
     """
 
     def __init__(self, rs_size: int, sv_size: int, band_mean: Sequence[float],
@@ -136,28 +135,38 @@ class PairTransform:
         self.rs_size, self.sv_size, self.train = rs_size, sv_size, train
         self.mean = torch.tensor(band_mean, dtype=torch.float32)[:, None, None]
         self.std = torch.tensor(band_std, dtype=torch.float32)[:, None, None]
-        steps: list[Any] = [v2.PILToTensor(), v2.Resize((sv_size, sv_size), antialias=True)]
-        if train:
-            steps += [v2.RandomHorizontalFlip(),
-                      v2.RandomApply([v2.ColorJitter(0.1, 0.1, 0.1, 0.02)], p=0.3)]
-        steps += [v2.ToDtype(torch.float32),
-                  v2.Normalize(mean=list(SV_MEAN), std=list(SV_STD))]
-        self.sv = v2.Compose(steps)
+        self.sv_mean = torch.tensor(SV_MEAN)[:, None, None]
+        self.sv_std = torch.tensor(SV_STD)[:, None, None]
 
     def rs(self, reflectance: np.ndarray, valid: np.ndarray) -> torch.Tensor:
         x = (torch.from_numpy(reflectance.astype(np.float32)) - self.mean) / self.std
         x = x * torch.from_numpy(valid)[None]
-        if x.shape[-1] != self.rs_size:
-            x = torch.nn.functional.interpolate(x[None], size=(self.rs_size, self.rs_size),
-                                                mode="bilinear", align_corners=False,
-                                                antialias=True)[0]
+        size = x.shape[-1]
+        if size != self.rs_size:
+            if size % self.rs_size == 0:  # an exact area average
+                x = torch.nn.functional.avg_pool2d(x[None], size // self.rs_size)[0]
+            else:
+                x = torch.nn.functional.interpolate(x[None], size=(self.rs_size, self.rs_size),
+                                                    mode="bilinear", align_corners=False,
+                                                    antialias=True)[0]
         return x
 
-    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+    def sv(self, image, rng: random.Random | None = None) -> torch.Tensor:
+        x = TF.resize(TF.pil_to_tensor(image), [self.sv_size, self.sv_size], antialias=True)
+        if self.train and rng is not None:
+            if rng.random() < 0.5:
+                x = TF.horizontal_flip(x)
+            if rng.random() < 0.3:
+                x = TF.adjust_brightness(x, rng.uniform(0.9, 1.1))
+                x = TF.adjust_contrast(x, rng.uniform(0.9, 1.1))
+                x = TF.adjust_saturation(x, rng.uniform(0.9, 1.1))
+        return (x.float() - self.sv_mean) / self.sv_std
+
+    def __call__(self, sample: dict[str, Any], rng: random.Random | None = None) -> dict[str, Any]:
         meta = sample["meta"]
         return {
             "rs": self.rs(sample["rs"], sample["valid"]),
-            "sv": self.sv(sample["sv"]),
+            "sv": self.sv(sample["sv"], rng),
             "query": torch.tensor([meta["qx"], meta["qy"]], dtype=torch.float32),
             "latlon": torch.tensor([meta["lat"], meta["lon"]], dtype=torch.float32),
             "uuid": meta["uuid"],

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import pandas as pd
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
@@ -45,6 +47,13 @@ def prepare_run_dir(run_dir: Path, spec: dict[str, Any], resume: bool) -> Path |
     return last if (resume and same and last.is_file()) else None
 
 
+# ShardedPairs gives every (rank, worker) slot its own part and an exact length.
+warnings.filterwarnings("ignore", message=r".*`__len__` could be inaccurate.*")
+warnings.filterwarnings("ignore", message=r".*has `__len__` defined.*")
+# Resuming reuses the run folder on purpose.
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+
+
 def run_pretraining(spec: dict[str, Any], callbacks: list | None = None) -> dict[str, Any]:
     """Train GAIR as ``spec`` says; return (and write) the run summary on rank 0.
 
@@ -59,8 +68,6 @@ def run_pretraining(spec: dict[str, Any], callbacks: list | None = None) -> dict
         _existing_last(run_dir, params["resume"])
     data_cfg = params["data"]
     samples = shards_dir / "samples.parquet"
-    import pandas as pd
-
     table = pd.read_parquet(samples, columns=["split", "shard"])
     train_shards = sorted({shards_dir / s for s in table.loc[table["split"] == "train", "shard"]})
     band_mean, band_std = band_statistics(train_shards, data_cfg["band_stats_samples"])
@@ -88,7 +95,8 @@ def run_pretraining(spec: dict[str, Any], callbacks: list | None = None) -> dict
         default_root_dir=run_dir, accelerator=accelerator,
         precision=_precision(trainer_cfg.pop("precision", None), accelerator),
         deterministic=not torch.cuda.is_available() or accelerator == "cpu",
-        logger=CSVLogger(run_dir, name="logs", version=0),
+        # A new log version per launch: a resumed run appends, never overwrites, its history.
+        logger=CSVLogger(run_dir, name="logs"),
         callbacks=[checkpoint, last, LearningRateMonitor(logging_interval="step"),
                    *(callbacks or [])],
         enable_model_summary=False,
@@ -121,3 +129,12 @@ def _is_launcher() -> bool:
 def _existing_last(run_dir: Path, resume: bool) -> Path | None:
     last = run_dir / "checkpoints" / LAST
     return last if resume and last.is_file() else None
+
+
+def read_history(run_dir: Path) -> pd.DataFrame:
+    """The run's logged metrics across launches (a resumed run logs into a new version)."""
+    parts = sorted((run_dir / "logs").glob("version_*/metrics.csv"),
+                   key=lambda p: int(p.parent.name.removeprefix("version_")))
+    if not parts:
+        raise FileNotFoundError(f"{run_dir}: no logged metrics")
+    return pd.concat([pd.read_csv(p) for p in parts], ignore_index=True)

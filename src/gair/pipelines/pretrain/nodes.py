@@ -21,7 +21,7 @@ def pretrain_gair(shards_dir: Path, params: PretrainParams) -> tuple[Path, dict,
     entry point ``python -m gair.training``, launched here and waited for, so ``kedro run``
     itself is never re-executed per rank.
     """
-    from gair.training.run import SPEC_NAME, SUMMARY_NAME, run_pretraining
+    from gair.training.run import SPEC_NAME, SUMMARY_NAME, read_history, run_pretraining
 
     run_dir = Path(params.run_dir)
     spec = {"shards_dir": str(shards_dir), "run_dir": str(run_dir),
@@ -36,7 +36,7 @@ def pretrain_gair(shards_dir: Path, params: PretrainParams) -> tuple[Path, dict,
         summary = json.loads((run_dir / SUMMARY_NAME).read_text())
     else:
         summary = run_pretraining(spec)
-    history = pd.read_csv(run_dir / "logs" / "version_0" / "metrics.csv")
+    history = read_history(run_dir)
     metrics = {f"pretrain/{k}": round(v, 6) for k, v in sorted(summary["metrics"].items())
                if k.startswith("val/")}
     if summary["best_score"] is not None:
