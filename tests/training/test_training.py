@@ -85,10 +85,12 @@ def test_resumed_run_ends_like_an_uninterrupted_one(tiny_shards, tmp_path):
 
 
 @pytest.mark.slow
-def test_changed_parameters_start_afresh(tiny_shards, tmp_path):
+def test_changed_parameters_or_a_finished_run_start_afresh(tiny_shards, tmp_path):
     run_pretraining(_spec(tiny_shards, tmp_path / "r", max_epochs=1))
     summary = run_pretraining(_spec(tiny_shards, tmp_path / "r", max_epochs=2))
     assert summary["epochs"] == 2 and summary["global_step"] == 8
+    again = run_pretraining(_spec(tiny_shards, tmp_path / "r", max_epochs=2))
+    assert again["global_step"] == 8 and "val/r@1" in again["metrics"]
 
 
 def test_pretrain_params_validate_and_know_when_to_launch():

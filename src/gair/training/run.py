@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -35,23 +34,21 @@ def _precision(requested: str | None, accelerator: str) -> str:
 
 
 def prepare_run_dir(run_dir: Path, spec: dict[str, Any], resume: bool) -> Path | None:
-    """Keep the run folder (and resume from ``last.ckpt``) only if it ran the same spec."""
+    """Resume from ``last.ckpt`` only a run that was interrupted with the same spec.
+
+    A finished run (it wrote its summary) or one with other parameters is cleared and
+    started afresh: a rerun is asked for because something changed.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     spec_path = run_dir / SPEC_NAME
     last = run_dir / "checkpoints" / LAST
-    same = spec_path.is_file() and json.loads(spec_path.read_text()) == spec
-    if not same:
+    interrupted = (spec_path.is_file() and json.loads(spec_path.read_text()) == spec
+                   and not (run_dir / SUMMARY_NAME).exists())
+    if not interrupted:
         for child in run_dir.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
         spec_path.write_text(json.dumps(spec, indent=1, sort_keys=True))
-    return last if (resume and same and last.is_file()) else None
-
-
-# ShardedPairs gives every (rank, worker) slot its own part and an exact length.
-warnings.filterwarnings("ignore", message=r".*`__len__` could be inaccurate.*")
-warnings.filterwarnings("ignore", message=r".*has `__len__` defined.*")
-# Resuming reuses the run folder on purpose.
-warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    return last if (resume and interrupted and last.is_file()) else None
 
 
 def run_pretraining(spec: dict[str, Any], callbacks: list | None = None) -> dict[str, Any]:
