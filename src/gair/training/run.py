@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,13 @@ def prepare_run_dir(run_dir: Path, spec: dict[str, Any], resume: bool) -> Path |
             shutil.rmtree(child) if child.is_dir() else child.unlink()
         spec_path.write_text(json.dumps(spec, indent=1, sort_keys=True))
     return last if (resume and interrupted and last.is_file()) else None
+
+
+# ShardedPairs gives every (rank, worker) slot its own part and an exact length; resuming
+# reuses the run folder on purpose.
+for _message in (r".*`__len__` could be inaccurate.*", r".*has `__len__` defined.*",
+                 r"Checkpoint directory .* exists and is not empty"):
+    warnings.filterwarnings("ignore", message=_message)
 
 
 def run_pretraining(spec: dict[str, Any], callbacks: list | None = None) -> dict[str, Any]:
