@@ -153,3 +153,38 @@ class PretrainParams(_Strict):
         many = (isinstance(devices, int) and devices > 1) or devices == -1 or (
             isinstance(devices, str) and devices not in ("1", "auto"))
         return many or self.trainer.num_nodes > 1
+
+
+class DistributionParams(_Strict):
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[Any] | None = None
+
+
+class SweepParams(_Strict):
+    """An Optuna study over pretraining hyperparameters (``parameters_sweep.yml``)."""
+
+    study_name: str = "gair-pretrain"
+    storage: str = Field(default="journal",
+                         description="journal | sqlite | env:VAR | a database URL")
+    storage_dir: str = "data/06_models/sweep"
+    metric: str = "val/r@1"
+    direction: Literal["maximize", "minimize"] = "maximize"
+    n_trials: int = Field(default=8, ge=1, description="trials this worker runs")
+    total_trials: int = Field(default=8, ge=1, description="budget across all workers")
+    seed: int = 0
+    pruner: dict[str, Any] = {"type": "median"}  # median|successive_halving|hyperband|threshold|none
+    budget: dict[str, Any] = {}
+    search_space: dict[str, DistributionParams]
+    heartbeat_interval: int = Field(default=60, ge=1)
+    grace_period: int = Field(default=180, ge=1)
+
+    def settings(self):
+        from gair.sweep import SweepSettings
+
+        values = self.model_dump()
+        values["search_space"] = {k: {key: v for key, v in spec.items() if v is not None}
+                                  for k, spec in values["search_space"].items()}
+        return SweepSettings(**values)

@@ -6,4 +6,6 @@ CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    # An environment overrides single keys (e.g. sweep.storage in conf/local) and keeps the rest.
+    "merge_strategy": {"parameters": "soft"},
 }

@@ -1,0 +1,29 @@
+"""Nodes of the ``sweep`` pipeline (tuning at node level: one node runs the study)."""
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from gair.parameters import PretrainParams, SweepParams
+
+logger = logging.getLogger(__name__)
+
+
+def run_sweep(shards_dir: Path, pretrain: PretrainParams, sweep: SweepParams
+              ) -> tuple[dict, pd.DataFrame, Figure, Figure, Figure]:
+    """Run this worker's share of the study; return the best parameters, trials and plots."""
+    from gair.reporting.sweep_plots import sweep_figures
+    from gair.sweep import best_pretrain_parameters, run_study
+
+    settings = sweep.settings()
+    base = pretrain.model_dump(mode="json")
+    study = run_study(settings, base, shards_dir)
+    trials = study.trials_dataframe(attrs=("number", "value", "state", "params", "user_attrs",
+                                           "datetime_start", "datetime_complete", "duration"))
+    if not any(t.state.name == "COMPLETE" for t in study.trials):
+        raise RuntimeError(f"study {settings.study_name!r} has no completed trial; see the trials "
+                           "table's user_attrs_reason column")
+    return (best_pretrain_parameters(study, base, settings), trials,
+            *sweep_figures(study, settings.metric))

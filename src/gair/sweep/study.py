@@ -1,0 +1,260 @@
+"""One study shared by any number of workers: storage, search space, objective, pruning.
+
+A trial is a short-budget pretraining run (``gair.training.run_pretraining``) scored by a
+validation metric. Trials that diverge are pruned with their reason, trials that raise are
+recorded as failed with theirs, and the study goes on. Workers on one host share a journal
+file; workers on many hosts share a database (e.g. PostgreSQL), with heartbeats so a
+killed worker's trial is failed and retried.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.study import MaxTrialsCallback
+from optuna.trial import TrialState
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepSettings:
+    """Where the study lives, what it optimises and how (see ``parameters_sweep.yml``)."""
+
+    study_name: str
+    storage: str  # "journal", "sqlite", "env:VAR" or a database URL
+    storage_dir: str
+    metric: str = "val/r@1"
+    direction: str = "maximize"
+    n_trials: int = 8  # trials this worker runs
+    total_trials: int = 8  # budget of the study across all workers
+    seed: int = 0
+    pruner: dict[str, Any] = field(default_factory=lambda: {"type": "median"})
+    budget: dict[str, Any] = field(default_factory=dict)  # overrides of pretrain params
+    search_space: dict[str, dict[str, Any]] = field(default_factory=dict)
+    heartbeat_interval: int = 60
+    grace_period: int = 180
+
+
+def make_storage(settings: SweepSettings) -> optuna.storages.BaseStorage | str:
+    """The study's storage: an embedded journal/SQLite file, or a database URL."""
+    directory = Path(settings.storage_dir)
+    kind = settings.storage
+    if kind.startswith("env:"):
+        name = kind.removeprefix("env:")
+        if not os.environ.get(name):
+            raise ValueError(f"sweep storage is read from ${name}, which is not set")
+        kind = os.environ[name]
+    if kind == "journal":
+        directory.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(directory / "optuna_journal.log")))
+    if kind == "sqlite":
+        directory.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(directory / 'optuna.db').resolve()}"
+    # A database shared by several machines: heartbeats fail a dead worker's trial and retry it.
+    from sqlalchemy.exc import SQLAlchemyError
+
+    for attempt in range(5):
+        try:
+            return RDBStorage(
+                kind, heartbeat_interval=settings.heartbeat_interval,
+                grace_period=settings.grace_period,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+                engine_kwargs={"pool_pre_ping": True},
+            )
+        except SQLAlchemyError:
+            # Workers that start together race to create Optuna's tables; the loser retries.
+            if attempt == 4:
+                raise
+            time.sleep(0.5 + random.random() * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def make_pruner(config: dict[str, Any]) -> optuna.pruners.BasePruner:
+    options = {k: v for k, v in config.items() if k != "type"}
+    kind = config.get("type", "median")
+    if kind == "median":
+        return optuna.pruners.MedianPruner(**options)
+    if kind == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(**options)
+    if kind == "hyperband":
+        return optuna.pruners.HyperbandPruner(**options)
+    if kind == "threshold":
+        return optuna.pruners.ThresholdPruner(**options)
+    if kind == "none":
+        return optuna.pruners.NopPruner()
+    raise ValueError(f"unknown pruner {kind!r} "
+                     "(median, successive_halving, hyperband, threshold, none)")
+
+
+def open_study(settings: SweepSettings, sampler_seed: int | None = None) -> optuna.Study:
+    """Create the study, or join it if another worker (or an earlier run) made it."""
+    return optuna.create_study(
+        study_name=settings.study_name, storage=make_storage(settings),
+        direction=settings.direction, load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=settings.seed if sampler_seed is None
+                                           else sampler_seed),
+        pruner=make_pruner(settings.pruner),
+    )
+
+
+def worker_seed(settings: SweepSettings, finished: int) -> int:
+    """The sampler seed of this worker: different per worker and per restart, so workers
+    (and a restarted sweep) do not propose the same first values again. Set
+    ``GAIR_SWEEP_WORKER`` to 0, 1, ... for reproducible seeds; otherwise the process id."""
+    worker = int(os.environ.get("GAIR_SWEEP_WORKER", os.getpid()))
+    return (settings.seed * 1_000_003 + finished * 7_919 + worker) % 2**31
+
+
+def suggest(trial: optuna.Trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Values for the dotted parameter paths of ``space`` (float, int or categorical)."""
+    values = {}
+    for name, spec in space.items():
+        kind = spec["type"]
+        if kind == "float":
+            values[name] = trial.suggest_float(name, spec["low"], spec["high"],
+                                               log=spec.get("log", False))
+        elif kind == "int":
+            values[name] = trial.suggest_int(name, spec["low"], spec["high"],
+                                             log=spec.get("log", False))
+        elif kind == "categorical":
+            values[name] = trial.suggest_categorical(name, spec["choices"])
+        else:
+            raise ValueError(f"{name}: unknown distribution type {kind!r}")
+    return values
+
+
+def with_overrides(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of nested ``params`` with dotted keys (``loss.temperature``) replaced."""
+    merged = copy.deepcopy(params)
+    for dotted, value in overrides.items():
+        node = merged
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            if not isinstance(node.get(key), dict):
+                raise KeyError(f"{dotted}: {key!r} is not a section of the pretrain parameters")
+            node = node[key]
+        node[leaf] = value  # an unknown key fails when the parameters are validated
+    return merged
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def _callbacks(trial: optuna.Trial, settings: SweepSettings, pruning: bool) -> list:
+    import lightning as L
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    class Guard(L.Callback):
+        """Fails fast on a non-finite loss and records the steps a trial spent."""
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+            trial.set_user_attr("steps", trainer.global_step)
+            if loss is not None and not math.isfinite(float(loss)):
+                raise Diverged(f"training loss became {float(loss)} at step {trainer.global_step}")
+
+    callbacks: list = [Guard()]
+    if pruning:
+        callbacks.append(PyTorchLightningPruningCallback(trial, monitor=settings.metric))
+    return callbacks
+
+
+def make_objective(settings: SweepSettings, base_params: dict[str, Any], shards_dir: Path):
+    """The objective: a short pretraining run with the trial's values, scored by the metric."""
+    from gair.parameters import PretrainParams
+    from gair.training.run import run_pretraining
+
+    pruning = settings.pruner.get("type", "median") != "none"
+
+    def trial_params(values: dict[str, Any], run_dir: Path) -> PretrainParams:
+        return PretrainParams(**with_overrides(base_params, settings.budget | values)
+                              | {"run_dir": str(run_dir), "resume": False})
+
+    # A search space or budget that cannot make valid parameters stops here, not in every trial.
+    trial_params({name: spec.get("low", (spec.get("choices") or [None])[0])
+                  for name, spec in settings.search_space.items()}, Path("unused"))
+
+    def objective(trial: optuna.Trial) -> float:
+        run_dir = Path(settings.storage_dir) / "trials" / f"{settings.study_name}-{trial.number:05d}"
+        try:
+            params = trial_params(suggest(trial, settings.search_space), run_dir)
+            spec = {"shards_dir": str(shards_dir), "run_dir": str(run_dir),
+                    "params": params.model_dump(mode="json")}
+            summary = run_pretraining(spec, callbacks=_callbacks(trial, settings, pruning))
+        except Diverged as error:
+            trial.set_user_attr("reason", f"diverged: {error}")
+            raise optuna.TrialPruned(f"diverged: {error}") from error
+        except optuna.TrialPruned:
+            trial.set_user_attr("reason", "pruned")
+            raise
+        except Exception as error:
+            trial.set_user_attr("reason", f"{type(error).__name__}: {error}")
+            raise
+        finally:
+            shutil.rmtree(run_dir, ignore_errors=True)  # trials keep values, not weights
+        trial.set_user_attr("steps", summary["global_step"])
+        value = summary["metrics"].get(settings.metric)
+        if value is None or not math.isfinite(value):
+            raise optuna.TrialPruned(f"no finite {settings.metric} at the end of training")
+        return float(value)
+
+    return objective
+
+
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+# Running trials count against the budget too (another worker's), queued ones do not.
+_COUNTED = (*_FINISHED, TrialState.RUNNING)
+
+
+def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                       for k, v in trial.params.items())
+    logger.info("Trial %d %s value=%s steps=%s [%s] %s", trial.number, trial.state.name,
+                trial.value, trial.user_attrs.get("steps"), params,
+                trial.user_attrs.get("reason", ""))
+
+
+def run_study(settings: SweepSettings, base_params: dict[str, Any], shards_dir: Path,
+              objective=None) -> optuna.Study:
+    """Run this worker's trials of the shared study, within the study's total budget."""
+    done = len(open_study(settings).get_trials(deepcopy=False, states=_FINISHED))
+    study = open_study(settings, worker_seed(settings, done))
+    remaining = settings.total_trials - done
+    logger.info("Study %r: %d trials finished before this worker, %d left in its budget",
+                settings.study_name, done, max(remaining, 0))
+    if remaining <= 0:
+        return study
+    study.optimize(
+        objective or make_objective(settings, base_params, shards_dir),
+        # MaxTrialsCallback stops every worker once the whole study reaches its budget.
+        n_trials=min(settings.n_trials, remaining),
+        callbacks=[MaxTrialsCallback(settings.total_trials, states=_COUNTED), _log_trial],
+        catch=(Exception,),
+        gc_after_trial=True,
+    )
+    counts = {s.name: len(study.get_trials(deepcopy=False, states=(s,))) for s in
+              (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)}
+    best = study.best_trial if counts["COMPLETE"] else None
+    logger.info("Study %r: %s; best %s", settings.study_name, counts,
+                f"#{best.number} {settings.metric}={best.value:.4f} {best.params}" if best else "none")
+    return study
+
+
+def best_pretrain_parameters(study: optuna.Study, base_params: dict[str, Any],
+                             settings: SweepSettings) -> dict[str, Any]:
+    """The best trial's values in the shape of ``parameters_pretrain.yml`` (full budget)."""
+    return {"pretrain": with_overrides(base_params, study.best_trial.params)}
