@@ -72,6 +72,7 @@ def temporary_conf(root: Path, parameters: dict[str, dict] | None = None) -> Pat
     (conf / "local").mkdir()
     globals_ = yaml.safe_load((conf / "base" / "globals.yml").read_text())
     globals_["data_dir"] = str(root / "data")
+    globals_["sweep_best_parameters_file"] = str(conf / "sweep" / "parameters_pretrain.yml")
     (conf / "base" / "globals.yml").write_text(yaml.safe_dump(globals_))
     for stem, content in (parameters or {}).items():
         (conf / "base" / f"{stem}.yml").write_text(yaml.safe_dump(content))

@@ -35,10 +35,13 @@ def test_package_is_installed():
 
 
 def test_pipelines_are_registered_and_default_chains_them(project):
-    assert "sample_world" in pipelines
+    from gair.pipeline_registry import ON_REQUEST
+
+    assert {"sample_world", "ingest", "pair", "pretrain", "sweep"} <= set(pipelines)
     default = {node.name for node in pipelines["__default__"].nodes}
     for name, pipeline in pipelines.items():
-        assert {node.name for node in pipeline.nodes} <= default, name
+        nodes = {node.name for node in pipeline.nodes}
+        assert nodes.isdisjoint(default) if name in ON_REQUEST else nodes <= default, name
     assert pipelines["__default__"].nodes[0].name == "build_sample_world_node"
 
 
@@ -80,6 +83,7 @@ def test_dvc_stage_runs_the_sample_world_pipeline(project):
     produced = {"data/01_raw/sample/streetscapes", "data/01_raw/sample/sentinel2"}
     for name, stage in stages.items():
         assert stage["cmd"] == f"kedro run --pipelines {name}"
+        assert name not in ("sweep",) or stage.get("frozen"), "the sweep runs only on request"
         assert name in pipelines
         for dep in stage["deps"]:
             assert dep.startswith("data/") or (project / dep).exists(), dep

@@ -1,15 +1,20 @@
-"""Project pipelines: every ``gair.pipelines.<name>`` package, and their whole chain."""
+"""Project pipelines: every ``gair.pipelines.<name>`` package, and their chain."""
 
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
+ON_REQUEST = ("sweep",)
+"""Pipelines left out of ``__default__``: run them by name (``--pipelines sweep``)."""
+
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """Register each pipeline under its folder name; ``__default__`` chains them all.
+    """Register each pipeline under its folder name; ``__default__`` chains the others.
 
     Kedro orders the nodes of the sum by their datasets, so the chain runs
     ``sample_world`` first (it writes the raw folders the later pipelines read).
     """
     pipelines = find_pipelines(raise_errors=True)
-    pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
+    pipelines["__default__"] = sum(
+        (p for name, p in pipelines.items() if name not in ON_REQUEST), Pipeline([])
+    )
     return pipelines

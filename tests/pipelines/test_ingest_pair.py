@@ -28,11 +28,18 @@ def run(tmp_path_factory):
         "parameters_sample_world": {"sample_world": small_world_config().model_dump(mode="json")},
         "parameters_pair": pair,
         "parameters_pretrain": {"pretrain": pretrain},
+        "parameters_sweep": {"sweep": {
+            "study_name": "pipeline-test", "storage": "sqlite",
+            "storage_dir": str(tmp / "data" / "sweep"), "n_trials": 2, "total_trials": 2,
+            "pruner": {"type": "none"},
+            "budget": {"trainer.max_epochs": 1, "trainer.enable_progress_bar": False},
+            "search_space": {"loss.temperature": {"type": "float", "low": 0.05, "high": 0.2}},
+        }},
     })
     bootstrap_project(PROJECT_ROOT)
     configure_project("gair")
     with KedroSession.create(project_path=PROJECT_ROOT, conf_source=str(conf)) as session:
-        session.run(pipeline_names=["sample_world", "ingest", "pair", "pretrain"])
+        session.run(pipeline_names=["sample_world", "ingest", "pair", "pretrain", "sweep"])
     return tmp / "data"
 
 
@@ -75,3 +82,14 @@ def test_pretrain_outputs(run):
     history = pd.read_csv(run / "08_reporting" / "pretrain_history.csv")
     assert history["train/loss"].notna().any()
     assert (run / "08_reporting" / "pretrain_curves.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_sweep_outputs(run):
+    best = yaml.safe_load((run.parent / "conf" / "sweep" / "parameters_pretrain.yml").read_text())
+    trials = pd.read_csv(run / "08_reporting" / "sweep_trials.csv")
+    assert len(trials) == 2 and set(trials["state"]) == {"COMPLETE"}
+    assert best["pretrain"]["loss"]["temperature"] in set(trials["params_loss.temperature"])
+    assert (run / "sweep" / "optuna.db").is_file()
+    for name in ("sweep_history", "sweep_importances", "sweep_parallel_coordinates"):
+        assert (run / "08_reporting" / f"{name}.png").stat().st_size > 5_000
