@@ -149,3 +149,28 @@ def test_two_worker_processes_share_one_postgresql_study(tiny_shards, tmp_path):
     if not url:
         pytest.skip("no PostgreSQL server: .ci/run starts one and sets GAIR_TEST_POSTGRES_URL")
     _assert_one_study(_two_workers(tiny_shards, tmp_path, url))
+
+
+@pytest.mark.parametrize(
+    ("config", "kind"),
+    [({"type": "median"}, optuna.pruners.MedianPruner),
+     ({"type": "percentile", "percentile": 25.0}, optuna.pruners.PercentilePruner),
+     ({"type": "successive_halving"}, optuna.pruners.SuccessiveHalvingPruner),
+     ({"type": "hyperband"}, optuna.pruners.HyperbandPruner),
+     ({"type": "none"}, optuna.pruners.NopPruner)],
+)
+def test_pruners_from_configuration(config, kind):
+    from gair.sweep.study import make_pruner
+
+    assert isinstance(make_pruner(config), kind)
+    with pytest.raises(ValueError, match="unknown pruner"):
+        make_pruner({"type": "sometimes"})
+
+
+def test_an_invalid_search_space_stops_before_the_first_trial(tmp_path):
+    from gair.sweep.study import make_objective
+
+    settings = _settings(tmp_path, search_space={"loss.temprature": {"type": "float", "low": 0.1,
+                                                                    "high": 0.2}})
+    with pytest.raises(ValueError, match="temprature"):
+        make_objective(settings, _base(tmp_path), tmp_path)

@@ -91,12 +91,14 @@ def make_pruner(config: dict[str, Any]) -> optuna.pruners.BasePruner:
         return optuna.pruners.SuccessiveHalvingPruner(**options)
     if kind == "hyperband":
         return optuna.pruners.HyperbandPruner(**options)
+    if kind == "percentile":
+        return optuna.pruners.PercentilePruner(**options)
     if kind == "threshold":
         return optuna.pruners.ThresholdPruner(**options)
     if kind == "none":
         return optuna.pruners.NopPruner()
     raise ValueError(f"unknown pruner {kind!r} "
-                     "(median, successive_halving, hyperband, threshold, none)")
+                     "(median, percentile, successive_halving, hyperband, threshold, none)")
 
 
 def open_study(settings: SweepSettings, sampler_seed: int | None = None) -> optuna.Study:
