@@ -174,3 +174,49 @@ def test_an_invalid_search_space_stops_before_the_first_trial(tmp_path):
                                                                     "high": 0.2}})
     with pytest.raises(ValueError, match="temprature"):
         make_objective(settings, _base(tmp_path), tmp_path)
+
+
+SLEEPER = """
+import json, sys, time
+from gair.parameters import SweepParams
+from gair.sweep import run_study
+spec = json.loads(sys.argv[1])
+
+def objective(trial):
+    trial.suggest_float("loss.temperature", 0.05, 0.2)
+    print("started", flush=True)
+    time.sleep(600)  # killed long before this ends
+    return 0.0
+
+run_study(SweepParams(**spec).settings(), {}, ".", objective=objective)
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_workers_trial_is_failed_and_retried_on_a_database(tmp_path):
+    url = os.environ.get("GAIR_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("no PostgreSQL server: .ci/run starts one and sets GAIR_TEST_POSTGRES_URL")
+    spec = {"study_name": f"heartbeat-{uuid.uuid4().hex[:8]}", "storage": url,
+            "storage_dir": str(tmp_path), "n_trials": 1, "total_trials": 2,
+            "pruner": {"type": "none"}, "heartbeat_interval": 1, "grace_period": 2,
+            "search_space": {"loss.temperature": {"type": "float", "low": 0.05, "high": 0.2}}}
+    worker = subprocess.Popen([sys.executable, "-c", SLEEPER, json.dumps(spec)],
+                              env=os.environ | {"PYTHONPATH": str(PROJECT_ROOT)},
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert worker.stdout.readline().strip() == "started"
+    worker.kill()  # the trial stays RUNNING in the database, its heartbeat stops
+    worker.wait()
+    import time
+
+    time.sleep(3)  # past the grace period
+    settings = SweepParams(**spec).settings()
+    study = run_study(settings, {}, tmp_path, objective=lambda t: t.suggest_float(
+        "loss.temperature", 0.05, 0.2))
+    killed, retried = study.trials[:2]
+    assert killed.state == optuna.trial.TrialState.FAIL
+    assert retried.state == optuna.trial.TrialState.COMPLETE
+    assert retried.params == killed.params, "the retry runs the killed trial's values again"
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    assert RetryHeartbeatStaleTrialCallback.retried_trial_number(retried) == killed.number

@@ -16,6 +16,7 @@ import os
 import random
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,12 +69,14 @@ def make_storage(settings: SweepSettings) -> optuna.storages.BaseStorage | str:
 
     for attempt in range(5):
         try:
-            return RDBStorage(
-                kind, heartbeat_interval=settings.heartbeat_interval,
-                grace_period=settings.grace_period,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
-                engine_kwargs={"pool_pre_ping": True},
-            )
+            with warnings.catch_warnings():  # the retry callback is marked experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    kind, heartbeat_interval=settings.heartbeat_interval,
+                    grace_period=settings.grace_period,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+                    engine_kwargs={"pool_pre_ping": True},
+                )
         except SQLAlchemyError:
             # Workers that start together race to create Optuna's tables; the loser retries.
             if attempt == 4:
