@@ -37,6 +37,9 @@ def pretrain_gair(shards_dir: Path, params: PretrainParams) -> tuple[Path, dict,
     else:
         summary = run_pretraining(spec)
     history = read_history(run_dir)
+    if "val/loss" not in history:
+        logger.warning("No validation metrics: the val split of %s is empty (too few spatial "
+                       "blocks?); the last checkpoint is published", shards_dir)
     metrics = {f"pretrain/{k}": round(v, 6) for k, v in sorted(summary["metrics"].items())
                if k.startswith("val/")}
     if summary["best_score"] is not None:
@@ -49,14 +52,18 @@ def pretrain_gair(shards_dir: Path, params: PretrainParams) -> tuple[Path, dict,
 
 
 def plot_training_curves(history: pd.DataFrame) -> Figure:
-    """Training loss per step; validation loss and R@1 per epoch."""
+    """Training loss per step; validation loss and R@1 per epoch (where logged)."""
     figure = Figure(figsize=(11, 3.6), layout="constrained")
     loss_ax, val_ax, r_ax = figure.subplots(1, 3)
-    train = history.dropna(subset=["train/loss"]) if "train/loss" in history else history.iloc[:0]
-    loss_ax.plot(train["step"], train["train/loss"], lw=1)
+
+    def logged(column: str) -> pd.DataFrame:
+        return history.dropna(subset=[column]) if column in history else history.iloc[:0]
+
+    train = logged("train/loss")
+    loss_ax.plot(train.get("step", []), train.get("train/loss", []), lw=1)
     loss_ax.set(title="train/loss", xlabel="step")
-    val = history.dropna(subset=["val/loss"]) if "val/loss" in history else history.iloc[:0]
-    val_ax.plot(val["epoch"], val["val/loss"], marker="o")
+    val = logged("val/loss")
+    val_ax.plot(val.get("epoch", []), val.get("val/loss", []), marker="o")
     val_ax.set(title="val/loss", xlabel="epoch")
     for key in ("val/r@1", "val/r@5"):
         if key in val:
@@ -64,5 +71,8 @@ def plot_training_curves(history: pd.DataFrame) -> Figure:
     if "val/chance_r@1" in val and len(val):
         r_ax.axhline(val["val/chance_r@1"].iloc[-1], ls="--", c="grey", label="chance R@1")
     r_ax.set(title="SV -> RS retrieval (val)", xlabel="epoch", ylim=(0, 1))
-    r_ax.legend(fontsize="small")
+    if val.empty:
+        r_ax.text(0.5, 0.5, "no validation split", ha="center", va="center")
+    else:
+        r_ax.legend(fontsize="small")
     return figure
