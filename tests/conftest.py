@@ -58,6 +58,15 @@ def write_world(config: SampleWorldConfig, root: Path) -> dict[str, Path]:
     return dirs
 
 
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def temporary_conf(root: Path, parameters: dict[str, dict] | None = None) -> Path:
     """A copy of the project's conf/ under ``root`` whose data folder is ``root / "data"``.
 

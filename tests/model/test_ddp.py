@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
@@ -12,6 +11,7 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 from gair.model import GAIR, GAIRConfig, GAIRLoss, LossConfig
+from tests.conftest import free_port
 
 CONFIG = GAIRConfig(
     embed_dim=16,
@@ -51,17 +51,12 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.mark.slow
 def test_two_ranks_equal_one_rank_with_the_whole_batch(tmp_path):
     torch.manual_seed(0)
     single_terms, single_grads = _loss_and_grads(GAIR(CONFIG), _batch())
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     for rank in range(2):
         result = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         for name in ("incl", "secl_sv", "secl_rs", "loss"):
