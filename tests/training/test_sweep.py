@@ -46,7 +46,7 @@ def test_small_sweep_completes_and_its_best_params_load_into_pretrain(tiny_shard
     states = [t.state for t in study.trials]
     assert states == [optuna.trial.TrialState.COMPLETE] * 2
     assert all(t.user_attrs["steps"] == 2 for t in study.trials)
-    best = best_pretrain_parameters(study, _base(tmp_path), settings)
+    best = best_pretrain_parameters(study, _base(tmp_path))
     assert best["pretrain"]["loss"]["temperature"] == study.best_params["loss.temperature"]
     assert best["pretrain"]["trainer"]["max_epochs"] == 2, "the full budget, not the sweep's"
     # Through the documented environment: conf/sweep/parameters_pretrain.yml.

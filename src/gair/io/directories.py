@@ -25,7 +25,6 @@ class DirectoryWriter(Protocol):
 
     def write(self, directory: Path) -> dict[str, Any]:
         """Write into ``directory`` (empty, existing); return provenance for the manifest."""
-        ...
 
 
 class NotGeneratedError(RuntimeError):

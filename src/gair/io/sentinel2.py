@@ -141,7 +141,7 @@ _SAFE_BAND_FILE = re.compile(r"_(B\d[\dA])_(\d{2})m\.jp2$", re.IGNORECASE)
 TILE_INDEX_COLUMNS = (
     "tile_id", "path", "format", "crs", "transform", "width", "height", "band_map",
     "processing_baseline", "boa_add_offset", "offset_source", "valid_fraction",
-)  # fmt: skip
+)
 
 
 class TileRejected(Exception):
@@ -227,7 +227,7 @@ def _stack_record(path: Path, root: Path, band_order: Sequence[str], baseline: s
             "width": src.width, "height": src.height,
             "band_map": {b: [rel, band_order.index(b) + 1, pixel_size_m] for b in GAIR_BANDS},
             "processing_baseline": pb, "offset_source": source,
-        }  # fmt: skip
+        }
 
 
 def _safe_record(granule: Path, root: Path, baseline: str, default_baseline: str,
@@ -268,7 +268,13 @@ def _safe_record(granule: Path, root: Path, baseline: str, default_baseline: str
                      for b in GAIR_BANDS},
         "processing_baseline": pb,
         "offset_source": "MTD_MSIL2A.xml" if source == "file tags" else source,
-    }  # fmt: skip
+    }
+
+
+def band_map_of(record: dict[str, Any]) -> dict[str, list]:
+    """A tile record's band map (stored as JSON text in the GeoParquet index)."""
+    band_map = record["band_map"]
+    return json.loads(band_map) if isinstance(band_map, str) else band_map
 
 
 def read_window(root: Path, record: dict[str, Any], window: Window,
@@ -278,9 +284,7 @@ def read_window(root: Path, record: dict[str, Any], window: Window,
     Outside the tile reads as 0 (nodata). Coarser bands of a SAFE granule are brought
     onto the 10 m grid by nearest neighbour (each 20 m pixel covers 2 x 2 exactly).
     """
-    band_map = record["band_map"]
-    if isinstance(band_map, str):
-        band_map = json.loads(band_map)
+    band_map = band_map_of(record)
     pixel = float(record["transform"][0])
     out = np.zeros((len(bands), int(window.height), int(window.width)), dtype=np.uint16)
     groups: dict[tuple[str, float], list[tuple[int, int]]] = {}
@@ -333,8 +337,7 @@ def _valid_fraction(root: Path, record: dict[str, Any], verify: str) -> float:
 
 def read_window_decimated(root: Path, record: dict[str, Any], window: Window, factor: int):
     """First GAIR band of a window, read at 1/factor resolution (overviews when present)."""
-    path, index, _ = (json.loads(record["band_map"]) if isinstance(record["band_map"], str)
-                      else record["band_map"])[GAIR_BANDS[0]]
+    path, index, _ = band_map_of(record)[GAIR_BANDS[0]]
     with rasterio.open(Path(root) / path) as src:
         scale = src.width / int(record["width"])
         return src.read(index, window=Window(window.col_off * scale, window.row_off * scale,
@@ -363,11 +366,11 @@ def _index_one(task: tuple[Path, Path, dict[str, Any]]) -> dict[str, Any]:
             record = _stack_record(source, root, options["band_order"],
                                    options["processing_baseline"],
                                    options["default_processing_baseline"],
-                                   options["pixel_size_m"])  # fmt: skip
+                                   options["pixel_size_m"])
         else:
             record = _safe_record(source, root, options["processing_baseline"],
                                   options["default_processing_baseline"],
-                                  options["pixel_size_m"])  # fmt: skip
+                                  options["pixel_size_m"])
         record["boa_add_offset"] = boa_add_offset(record["processing_baseline"])
         try:
             record["valid_fraction"] = _valid_fraction(root, record, options["verify"])
@@ -414,7 +417,7 @@ def read_tile_index(
     sources = discover_tile_sources(root)
     options = {"band_order": list(band_order), "processing_baseline": processing_baseline,
                "default_processing_baseline": default_processing_baseline,
-               "pixel_size_m": pixel_size_m, "verify": verify}  # fmt: skip
+               "pixel_size_m": pixel_size_m, "verify": verify}
     tasks = [(source, root, options) for source in sources]
     if workers > 1 and len(tasks) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:

@@ -28,7 +28,7 @@ from rasterio.windows import Window
 from tqdm.auto import tqdm
 
 from gair.io.rejects import rejects_frame
-from gair.io.sentinel2 import GAIR_BANDS, read_window, to_reflectance
+from gair.io.sentinel2 import GAIR_BANDS, band_map_of, read_window, to_reflectance
 
 logger = logging.getLogger(__name__)
 
@@ -179,8 +179,9 @@ def extract_shards(candidates: pd.DataFrame, tiles: pd.DataFrame, sentinel2_dir:
     ``workers`` processes with a progress bar.
     """
     ordered = candidates.sort_values(["split", "tile_id", "patch_id", "uuid"], kind="stable")
-    tile_records = {r["tile_id"]: r for r in
-                    tiles.drop(columns="geometry").to_dict("records")}  # fmt: skip
+    # Band maps parsed once here, not once per patch read.
+    tile_records = {r["tile_id"]: r | {"band_map": band_map_of(r)} for r in
+                    tiles.drop(columns="geometry").to_dict("records")}
     tasks = []
     for split, part in ordered.groupby("split", sort=True):
         for index, start in enumerate(range(0, len(part), samples_per_shard)):

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from pyproj import Transformer
+
+from gair.geo.crs import transformer
 
 SPLIT_COLOURS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
 MAX_PANELS = 12
@@ -18,7 +19,7 @@ def _patch_outline(tile: pd.Series, row_off: int, col_off: int, size: int):
     x0, y0 = c + a * col_off, f + e * row_off
     xs = np.array([x0, x0 + a * size, x0 + a * size, x0, x0])
     ys = np.array([y0, y0, y0 + e * size, y0 + e * size, y0])
-    return Transformer.from_crs(tile["crs"], 4326, always_xy=True).transform(xs, ys)
+    return transformer(tile["crs"], "EPSG:4326").transform(xs, ys)
 
 
 def pairing_map(pairs: pd.DataFrame, tiles: pd.DataFrame, rejected: pd.DataFrame,

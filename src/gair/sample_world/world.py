@@ -22,9 +22,10 @@ import pandas as pd
 import rasterio
 from affine import Affine
 from PIL import Image
-from pyproj import CRS, Transformer
+from pyproj import CRS
 
 from gair import __version__
+from gair.geo.crs import transformer
 from gair.geo.utm import utm_crs_for, utm_zone_for
 from gair.io.sentinel2 import reflectance_to_dn, write_l2a_geotiff
 from gair.io.streetscapes import (
@@ -99,7 +100,7 @@ class Tile:
         return nodata_swath_mask(_rng(config, *self.key, _SWATH), self.size_px)
 
     def contains(self, lat: float, lon: float) -> bool:
-        x, y = Transformer.from_crs(4326, self.crs, always_xy=True).transform(lon, lat)
+        x, y = transformer("EPSG:4326", self.crs.to_string()).transform(lon, lat)
         col, row = ~self.transform @ (x, y)
         return 0.0 <= col < self.size_px and 0.0 <= row < self.size_px
 
@@ -126,12 +127,12 @@ def _tile_grid(config: SampleWorldConfig) -> tuple[Tile, ...]:
     size_m = config.tile_size_px * config.pixel_size_m
     for site_index, site in enumerate(config.sites):
         site_crs = utm_crs_for(site.lat, site.lon)
-        to_site = Transformer.from_crs(4326, site_crs, always_xy=True)
+        to_site = transformer("EPSG:4326", site_crs.to_string())
         cx, cy = to_site.transform(site.lon, site.lat)
         for tile_index in range(config.tiles_per_site):
             lon, lat = to_site.transform(cx + tile_index * size_m, cy, direction="INVERSE")
             crs = utm_crs_for(lat, lon)
-            x, y = Transformer.from_crs(4326, crs, always_xy=True).transform(lon, lat)
+            x, y = transformer("EPSG:4326", crs.to_string()).transform(lon, lat)
             # Snap the upper-left corner to the pixel grid, as Sentinel-2 grids are.
             west = math.floor((x - size_m / 2) / config.pixel_size_m) * config.pixel_size_m
             north = math.floor((y + size_m / 2) / config.pixel_size_m) * config.pixel_size_m
@@ -357,7 +358,7 @@ def build_world(config: SampleWorldConfig) -> SampleWorld:
         walkable = (landscape.landcover == LandCover.ROAD) & ~tile.nodata_mask(config)
         placement = _rng(config, *tile.key, _PLACEMENT)
         meta_rng = _rng(config, *tile.key, _METADATA)
-        to_wgs84 = Transformer.from_crs(tile.crs, 4326, always_xy=True)
+        to_wgs84 = transformer(tile.crs.to_string(), "EPSG:4326")
         count = 0
         for sequence in _road_walks(placement, walkable, config.street_views_per_tile):
             seq = _sequence_metadata(config, meta_rng, tile.site, len(sequence))
@@ -390,7 +391,7 @@ def _outside_street_views(config: SampleWorldConfig, tiles: tuple[Tile, ...]) ->
         for _ in range(100):
             x = west + size_m + rng.uniform(1000.0, 3000.0)
             y = north - rng.uniform(0.0, size_m)
-            lon, lat = Transformer.from_crs(last.crs, 4326, always_xy=True).transform(x, y)
+            lon, lat = transformer(last.crs.to_string(), "EPSG:4326").transform(x, y)
             if not any(t.contains(lat, lon) for t in tiles):
                 break
         else:

@@ -259,7 +259,6 @@ def run_study(settings: SweepSettings, base_params: dict[str, Any], shards_dir: 
     return study
 
 
-def best_pretrain_parameters(study: optuna.Study, base_params: dict[str, Any],
-                             settings: SweepSettings) -> dict[str, Any]:
+def best_pretrain_parameters(study: optuna.Study, base_params: dict[str, Any]) -> dict[str, Any]:
     """The best trial's values in the shape of ``parameters_pretrain.yml`` (full budget)."""
     return {"pretrain": with_overrides(base_params, study.best_trial.params)}

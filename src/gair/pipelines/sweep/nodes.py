@@ -25,5 +25,5 @@ def run_sweep(shards_dir: Path, pretrain: PretrainParams, sweep: SweepParams
     if not any(t.state.name == "COMPLETE" for t in study.trials):
         raise RuntimeError(f"study {settings.study_name!r} has no completed trial; see the trials "
                            "table's user_attrs_reason column")
-    return (best_pretrain_parameters(study, base, settings), trials,
+    return (best_pretrain_parameters(study, base), trials,
             *sweep_figures(study, settings.metric))
