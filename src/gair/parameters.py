@@ -7,6 +7,7 @@ live with its generator: :class:`gair.sample_world.SampleWorldConfig`.)
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -188,3 +189,48 @@ class SweepParams(_Strict):
         values["search_space"] = {k: {key: v for key, v in spec.items() if v is not None}
                                   for k, spec in values["search_space"].items()}
         return SweepSettings(**values)
+
+
+def with_overrides(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of nested ``params`` with dotted keys (``loss.temperature``) replaced."""
+    merged = copy.deepcopy(params)
+    for dotted, value in overrides.items():
+        node = merged
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            if not isinstance(node.get(key), dict):
+                raise KeyError(f"{dotted}: {key!r} is not a section of the pretrain parameters")
+            node = node[key]
+        node[leaf] = value  # an unknown key fails when the parameters are validated
+    return merged
+
+
+class EvaluationTaskParams(_Strict):
+    patch_stride_px: int = Field(default=32, ge=1, description="grid of RS task patches")
+    points_per_tile: int = Field(default=1000, ge=1, description="location-task points")
+    points_seed: int = 0
+    gallery_spacing_m: float = Field(default=100.0, gt=0, description="geolocalisation gallery")
+    labels_per_class: int | None = Field(default=None, ge=1,
+                                         description="low-label regime; null: all train labels")
+    perception: list[str] = ["Safe", "Lively", "Wealthy", "Beautiful", "Boring", "Depressing"]
+
+
+class EvaluateParams(_Strict):
+    """The ``evaluate`` pipeline (``parameters_evaluate.yml``)."""
+
+    run_dir: str = "data/06_models/evaluate_runs"
+    seeds: list[int] = Field(default=[0, 1], min_length=1,
+                             description="GAIR pretraining seeds = random-weight init seeds")
+    baselines: dict[str, dict[str, Any]] = {}  # name -> pretrain overrides (dotted keys)
+    location_only: bool = True
+    device: str = "cpu"
+    batch_size: int = Field(default=64, ge=1)
+    radii_km: list[float] = [1.0, 25.0, 200.0, 750.0, 2500.0]
+    retrieval_examples: int = Field(default=4, ge=0)
+    tasks: EvaluationTaskParams = EvaluationTaskParams()
+
+    def gair_models(self) -> list[str]:
+        return [f"gair_s{s}" for s in self.seeds]
+
+    def random_models(self) -> list[str]:
+        return [f"random_s{s}" for s in self.seeds]

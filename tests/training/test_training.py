@@ -7,7 +7,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from gair.parameters import PretrainParams
-from gair.training import ShardedPairs, retrieval_metrics, run_pretraining
+from gair.training import ShardedPairs, run_pretraining
 from gair.training.data import PairsDataModule, band_statistics
 from tests.training.conftest import tiny_pretrain_params
 
@@ -46,13 +46,6 @@ def test_slots_yield_equal_disjoint_parts(tiny_shards):
             assert len(flat) == len(set(flat)), "no sample is read by two slots"
             assert set(flat) <= set(train["uuid"])
             assert len(flat) > 0.6 * len(train)
-
-
-def test_retrieval_metrics_by_hand():
-    q = torch.eye(3)
-    g = torch.tensor([[1.0, 0, 0], [0, 0, 1.0], [0, 1.0, 0]])
-    m = retrieval_metrics(q, g)
-    assert m["r@1"] == pytest.approx(1 / 3) and m["r@5"] == 1.0 and m["chance_r@1"] == pytest.approx(1 / 3)
 
 
 class _Crash(Callback):

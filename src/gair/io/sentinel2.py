@@ -316,6 +316,14 @@ def to_reflectance(dn: np.ndarray, boa_add_offset: int) -> tuple[np.ndarray, np.
     return harmonised.astype(np.uint16), valid
 
 
+def read_patch(root: Path, record: dict[str, Any], row_off: int, col_off: int,
+               size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A square patch of a tile as GAIR reads it: reflectance x 10000 of its 10 bands
+    (uint16, BOA offset removed) and the validity mask."""
+    dn = read_window(root, record, Window(int(col_off), int(row_off), size, size), GAIR_BANDS)
+    return to_reflectance(dn, int(record["boa_add_offset"]))
+
+
 def _valid_fraction(root: Path, record: dict[str, Any], verify: str) -> float:
     """Share of pixels with data in every band; reading every strip also proves the file
     reads (``verify='full'``), or only its first band (``'mask'``)."""

@@ -24,11 +24,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 from rasterio.errors import RasterioError
-from rasterio.windows import Window
 from tqdm.auto import tqdm
 
 from gair.io.rejects import rejects_frame
-from gair.io.sentinel2 import GAIR_BANDS, band_map_of, read_window, to_reflectance
+from gair.io.sentinel2 import GAIR_BANDS, band_map_of, read_patch
 
 logger = logging.getLogger(__name__)
 
@@ -131,14 +130,13 @@ def _extract_shard(task: dict[str, Any]) -> tuple[list[dict], list[dict]]:
     for patch_id, group in rows.groupby("patch_id", sort=False):
         first = group.iloc[0]
         tile = task["tiles"][first["tile_id"]]
-        window = Window(int(first["col_off"]), int(first["row_off"]), size, size)
         try:
-            dn = read_window(task["sentinel2_dir"], tile, window, GAIR_BANDS)
+            reflectance, valid = read_patch(task["sentinel2_dir"], tile, int(first["row_off"]),
+                                            int(first["col_off"]), size)
         except RasterioError as error:
             for uuid in group["uuid"]:
                 rejected.append({"item": uuid, "reason": "patch read failed", "detail": str(error)})
             continue
-        reflectance, valid = to_reflectance(dn, int(tile["boa_add_offset"]))
         fraction = float(valid.mean())
         for record in group.to_dict("records"):
             r = int(np.floor(record["row"])) - int(record["row_off"])

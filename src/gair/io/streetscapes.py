@@ -53,7 +53,7 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("uuid", "lat", "lon")
 
 KEY_COLUMNS: tuple[str, ...] = ("uuid", "source", "orig_id")
 
-_SAFE_UUID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+SAFE_UUID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 """A uuid is used as a file name: letters, digits, '-' and '_' only (no dots, no slashes)."""
 
 _JPEG_SOI = b"\xff\xd8\xff"
@@ -199,7 +199,7 @@ def read_street_views(
         reject(value.abs() > limit, "lat/lon out of range", axis + "=" + raw)
         coords[axis] = value
     uuid = table["uuid"]
-    reject(~uuid.str.fullmatch(_SAFE_UUID), "unsafe uuid",
+    reject(~uuid.str.fullmatch(SAFE_UUID), "unsafe uuid",
            "not usable as a file name: " + uuid)
     reject(uuid.duplicated(keep="first"), "duplicate uuid", "first seen earlier in the table")
 

@@ -9,7 +9,6 @@ killed worker's trial is failed and retried.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import os
@@ -26,6 +25,8 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
+
+from gair.parameters import PretrainParams, with_overrides
 
 logger = logging.getLogger(__name__)
 
@@ -141,20 +142,6 @@ def suggest(trial: optuna.Trial, space: dict[str, dict[str, Any]]) -> dict[str, 
     return values
 
 
-def with_overrides(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """A copy of nested ``params`` with dotted keys (``loss.temperature``) replaced."""
-    merged = copy.deepcopy(params)
-    for dotted, value in overrides.items():
-        node = merged
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            if not isinstance(node.get(key), dict):
-                raise KeyError(f"{dotted}: {key!r} is not a section of the pretrain parameters")
-            node = node[key]
-        node[leaf] = value  # an unknown key fails when the parameters are validated
-    return merged
-
-
 class Diverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
@@ -180,7 +167,6 @@ def _callbacks(trial: optuna.Trial, settings: SweepSettings, pruning: bool) -> l
 
 def make_objective(settings: SweepSettings, base_params: dict[str, Any], shards_dir: Path):
     """The objective: a short pretraining run with the trial's values, scored by the metric."""
-    from gair.parameters import PretrainParams
     from gair.training.run import run_pretraining
 
     pruning = settings.pruner.get("type", "median") != "none"

@@ -2,7 +2,7 @@
 
 from gair.training.data import PairsDataModule, PairTransform, ShardedPairs, band_statistics
 from gair.training.run import run_pretraining
-from gair.training.system import GAIRPretraining, retrieval_metrics
+from gair.training.system import GAIRPretraining
 
 __all__ = ["GAIRPretraining", "PairTransform", "PairsDataModule", "ShardedPairs",
-           "band_statistics", "retrieval_metrics", "run_pretraining"]
+           "band_statistics", "run_pretraining"]

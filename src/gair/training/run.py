@@ -8,7 +8,10 @@ ranks by re-running that command, never ``kedro run``).
 from __future__ import annotations
 
 import json
+import logging
 import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,8 +22,11 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
+from gair.parameters import PretrainParams
 from gair.training.data import PairsDataModule, band_statistics
 from gair.training.system import GAIRPretraining
+
+logger = logging.getLogger(__name__)
 
 SPEC_NAME = "spec.json"
 SUMMARY_NAME = "summary.json"
@@ -122,6 +128,27 @@ def run_pretraining(spec: dict[str, Any], callbacks: list | None = None) -> dict
     if trainer.is_global_zero:
         (run_dir / SUMMARY_NAME).write_text(json.dumps(summary, indent=1, sort_keys=True))
     return summary
+
+
+def pretrain(shards_dir: Path, params: PretrainParams) -> dict[str, Any]:
+    """Train GAIR on the shards as ``params`` say; return the run summary.
+
+    One device runs in this process; more devices (or nodes) run under the multi-device
+    entry point ``python -m gair.training``, launched here and waited for, so the caller
+    (a Kedro node) is never re-executed per rank.
+    """
+    run_dir = Path(params.run_dir)
+    spec = {"shards_dir": str(shards_dir), "run_dir": str(run_dir),
+            "params": params.model_dump(mode="json")}
+    if not params.needs_launcher():
+        return run_pretraining(spec)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spec_file = run_dir.parent / f"{run_dir.name}.{SPEC_NAME}"
+    spec_file.write_text(json.dumps(spec, indent=1))
+    logger.info("Launching multi-device pretraining: %s -m gair.training %s",
+                sys.executable, spec_file)
+    subprocess.run([sys.executable, "-m", "gair.training", str(spec_file)], check=True)
+    return json.loads((run_dir / SUMMARY_NAME).read_text())
 
 
 def _is_launcher() -> bool:

@@ -9,22 +9,9 @@ import lightning as L
 import torch
 import torch.distributed as dist
 
+from gair.evaluation.retrieval import retrieval_metrics
 from gair.model import GAIR, GAIRConfig, GAIRLoss, LossConfig
 from gair.model.losses import gather_no_grad
-
-
-def retrieval_metrics(queries: torch.Tensor, gallery: torch.Tensor) -> dict[str, float]:
-    """Recall@k and median rank of item i of ``gallery`` for query i (cosine similarity)."""
-    similarity = queries.float() @ gallery.float().T
-    true = similarity.diagonal()[:, None]
-    ranks = (similarity > true).sum(dim=1) + 1
-    return {
-        "r@1": float((ranks <= 1).float().mean()),
-        "r@5": float((ranks <= 5).float().mean()),
-        "r@10": float((ranks <= 10).float().mean()),
-        "median_rank": float(ranks.float().median()),
-        "chance_r@1": 1.0 / len(gallery),
-    }
 
 
 class GAIRPretraining(L.LightningModule):

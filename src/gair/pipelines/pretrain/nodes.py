@@ -1,9 +1,6 @@
 """Nodes of the ``pretrain`` pipeline. Heavy imports (torch, lightning) stay inside."""
 
-import json
 import logging
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -15,27 +12,13 @@ logger = logging.getLogger(__name__)
 
 
 def pretrain_gair(shards_dir: Path, params: PretrainParams) -> tuple[Path, dict, pd.DataFrame]:
-    """Train GAIR on the shards; returns the best checkpoint, flat metrics and the history.
-
-    One device runs in this process; more devices (or nodes) run under the multi-device
-    entry point ``python -m gair.training``, launched here and waited for, so ``kedro run``
-    itself is never re-executed per rank.
-    """
-    from gair.training.run import SPEC_NAME, SUMMARY_NAME, read_history, run_pretraining
+    """Train GAIR on the shards; returns the best checkpoint, flat metrics and the history
+    (several devices or nodes run under ``python -m gair.training``: see
+    :func:`gair.training.run.pretrain`)."""
+    from gair.training.run import pretrain, read_history
 
     run_dir = Path(params.run_dir)
-    spec = {"shards_dir": str(shards_dir), "run_dir": str(run_dir),
-            "params": params.model_dump(mode="json")}
-    if params.needs_launcher():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        spec_file = run_dir.parent / f"{run_dir.name}.{SPEC_NAME}"
-        spec_file.write_text(json.dumps(spec, indent=1))
-        logger.info("Launching multi-device pretraining: %s -m gair.training %s",
-                    sys.executable, spec_file)
-        subprocess.run([sys.executable, "-m", "gair.training", str(spec_file)], check=True)
-        summary = json.loads((run_dir / SUMMARY_NAME).read_text())
-    else:
-        summary = run_pretraining(spec)
+    summary = pretrain(shards_dir, params)
     history = read_history(run_dir)
     if "val/loss" not in history:
         logger.warning("No validation metrics: the val split of %s is empty (too few spatial "

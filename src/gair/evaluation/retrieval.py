@@ -1,0 +1,57 @@
+"""Cross-view retrieval and geolocalisation by retrieval from a location gallery."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+EARTH_RADIUS_KM = 6371.0088
+GEOLOCALISATION_RADII_KM = (1.0, 25.0, 200.0, 750.0, 2500.0)  # street .. continent (GeoCLIP)
+
+
+def retrieval_metrics(queries: torch.Tensor, gallery: torch.Tensor) -> dict[str, float]:
+    """Recall@k and median rank of item i of ``gallery`` for query i (cosine similarity).
+
+    Ties count against the query (a constant embedding ranks last, never first).
+    """
+    similarity = queries.float() @ gallery.float().T
+    true = similarity.diagonal()[:, None]
+    ranks = (similarity >= true).sum(dim=1)
+    return {
+        "r@1": float((ranks <= 1).float().mean()),
+        "r@5": float((ranks <= 5).float().mean()),
+        "r@10": float((ranks <= 10).float().mean()),
+        "median_rank": float(ranks.float().median()),
+        "chance_r@1": 1.0 / len(gallery),
+    }
+
+
+def haversine_km(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray,
+                 lon2: np.ndarray) -> np.ndarray:
+    """Great-circle distance in km between (lat, lon) points given in degrees."""
+    lat1, lon1, lat2, lon2 = (np.radians(np.asarray(v, dtype=np.float64))
+                              for v in (lat1, lon1, lat2, lon2))
+    a = (np.sin((lat2 - lat1) / 2) ** 2
+         + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2)
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+
+
+def geolocalise(queries: np.ndarray, gallery: np.ndarray, gallery_latlon: np.ndarray,
+                true_latlon: np.ndarray, radii_km: Sequence[float] = GEOLOCALISATION_RADII_KM,
+                ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """Predict each query's (lat, lon) as its most similar gallery location.
+
+    ``queries`` [N, D] and ``gallery`` [M, D] are L2-normalised embeddings (e.g. street
+    views and location embeddings of gallery points), ``gallery_latlon`` [M, 2] and
+    ``true_latlon`` [N, 2] are (lat, lon) in degrees. Returns the metrics (median and
+    mean error in km, accuracy within each radius), the predictions and the errors.
+    """
+    best = (torch.from_numpy(np.asarray(queries, np.float32))
+            @ torch.from_numpy(np.asarray(gallery, np.float32)).T).argmax(dim=1).numpy()
+    predicted = np.asarray(gallery_latlon)[best]
+    errors = haversine_km(true_latlon[:, 0], true_latlon[:, 1], predicted[:, 0], predicted[:, 1])
+    metrics = {"median_km": float(np.median(errors)), "mean_km": float(errors.mean())}
+    metrics |= {f"acc@{r:g}km": float((errors <= r).mean()) for r in radii_km}
+    return metrics, predicted, errors

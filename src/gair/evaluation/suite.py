@@ -1,0 +1,257 @@
+"""The evaluation suite: every task, under every protocol, for every model's embeddings.
+
+A model's embeddings live in one folder (see :class:`ModelEmbeddings`); the suite turns
+them and the task tables into a long results table (task, model, metric, value), from
+which :mod:`gair.evaluation.report` builds ``metrics.json``, the Markdown table and plots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import torch
+
+from gair.evaluation.embeddings import (
+    FrozenGAIR,
+    embed_locations,
+    embed_pairs,
+    embed_patches,
+    stack,
+)
+from gair.evaluation.probes import (
+    Labelled,
+    few_labels,
+    knn_classifier,
+    linear_classifier,
+    mean_iou,
+    r2_per_target,
+    ridge_regressor,
+    segmentation_probe,
+)
+from gair.evaluation.retrieval import geolocalise, haversine_km, retrieval_metrics
+
+SPLITS = ("train", "val", "test")
+PERCEPTION = ("Safe", "Lively", "Wealthy", "Beautiful", "Boring", "Depressing")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One downstream task: its family, what it is scored by, and whether higher is better."""
+
+    name: str
+    title: str
+    headline: str
+    higher_is_better: bool = True
+
+
+TASKS: tuple[Task, ...] = (
+    Task("sv_landcover", "SV land-cover classification (acc)", "acc"),
+    Task("sv_perception", "SV perception regression (R²)", "r2"),
+    Task("rs_landcover", "RS patch land-cover classification (acc)", "acc"),
+    Task("rs_segmentation", "RS land-cover segmentation (mIoU)", "miou"),
+    Task("loc_landcover", "Location-only land-cover classification (acc)", "acc"),
+    Task("fused_affluence", "SV+RS+location affluence regression (R²)", "r2"),
+    Task("retrieval", "SV -> NILI-queried RS retrieval, test split (R@1)", "r@1"),
+    Task("geolocalisation", "SV geolocalisation by location retrieval (median km)",
+         "median_km", higher_is_better=False),
+)
+DOWNSTREAM = tuple(t.name for t in TASKS[:6])
+"""The six transfer tasks (one per family the paper covers)."""
+
+
+@dataclass
+class ModelEmbeddings:
+    """Frozen embeddings of one model for every task, as written under ``<folder>/<model>/``:
+    ``pairs.parquet`` (street views: ``sv``, ``rs_query``, ``rs_global``, ``location``),
+    ``patches.parquet`` (``rs_global``, ``location`` of the centre) with ``patch_tokens.npy`` (token grids),
+    ``points.parquet`` and ``gallery.parquet`` (``location``). All GeoParquet, EPSG:4326."""
+
+    pairs: gpd.GeoDataFrame
+    patches: gpd.GeoDataFrame
+    tokens: np.ndarray
+    points: gpd.GeoDataFrame
+    gallery: gpd.GeoDataFrame
+
+    FILES = ("pairs", "patches", "points", "gallery")
+
+    def write(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in self.FILES:
+            getattr(self, name).to_parquet(folder / f"{name}.parquet")
+        np.save(folder / "patch_tokens.npy", self.tokens)
+
+    @classmethod
+    def read(cls, folder: Path) -> ModelEmbeddings:
+        tables = {name: gpd.read_parquet(folder / f"{name}.parquet") for name in cls.FILES}
+        return cls(tokens=np.load(folder / "patch_tokens.npy"), **tables)
+
+
+def _with_column(table: gpd.GeoDataFrame, name: str, values: np.ndarray) -> gpd.GeoDataFrame:
+    table = table.copy()
+    table[name] = list(values.astype(np.float32))
+    return table
+
+
+def embed_for_tasks(frozen: FrozenGAIR, shards_dir: Path, patches: gpd.GeoDataFrame,
+                    points: gpd.GeoDataFrame, gallery_latlon: np.ndarray, tiles: pd.DataFrame,
+                    sentinel2_dir: Path, patch_size: int, batch_size: int) -> ModelEmbeddings:
+    """All the embeddings the suite needs from one frozen model."""
+    pooled, tokens = embed_patches(frozen, patches, tiles, sentinel2_dir, patch_size, batch_size)
+    centres = patches.geometry.get_coordinates()[["y", "x"]].to_numpy()  # (lat, lon)
+    gallery = gpd.GeoDataFrame(
+        {"lat": gallery_latlon[:, 0], "lon": gallery_latlon[:, 1]},
+        geometry=gpd.points_from_xy(gallery_latlon[:, 1], gallery_latlon[:, 0]), crs="EPSG:4326")
+    return ModelEmbeddings(
+        pairs=embed_pairs(frozen, shards_dir, batch_size),
+        patches=_with_column(_with_column(patches, "rs_global", pooled), "location",
+                             embed_locations(frozen, centres)),
+        tokens=tokens.astype(np.float16),  # token grids are large; half precision is plenty
+        points=_with_column(points, "location", embed_locations(
+            frozen, points[["lat", "lon"]].to_numpy())),
+        gallery=_with_column(gallery, "location", embed_locations(frozen, gallery_latlon)),
+    )
+
+
+def _splits(features: np.ndarray, targets: np.ndarray, split: pd.Series,
+            train_subset: Callable[[np.ndarray], np.ndarray] | None = None) -> dict[str, Labelled]:
+    out = {}
+    for name in SPLITS:
+        index = np.flatnonzero(split.to_numpy() == name)
+        if name == "train" and train_subset is not None:
+            index = index[train_subset(targets[index])]
+        out[name] = Labelled(features[index], targets[index])
+    return out
+
+
+@dataclass(frozen=True)
+class SuiteSettings:
+    labels_per_class: int | None = None  # low-label regime for the classification probes
+    seed: int = 0
+    radii_km: tuple[float, ...] = (1.0, 25.0, 200.0, 750.0, 2500.0)
+
+
+def _classification(features: np.ndarray, labels: np.ndarray, split: pd.Series,
+                    settings: SuiteSettings) -> dict[str, float]:
+    def subset(y: np.ndarray) -> np.ndarray:
+        return few_labels(y, settings.labels_per_class, settings.seed)
+
+    splits = _splits(features, labels, split, subset)
+    linear = linear_classifier(splits)
+    knn = knn_classifier(splits)
+    return {"acc": linear["acc"], "macro_f1": linear["macro_f1"], "knn_acc": knn["acc"],
+            "n_train": float(len(splits["train"].y)), "n_test": float(len(splits["test"].y))}
+
+
+def _regression(features: np.ndarray, targets: np.ndarray, split: pd.Series,
+                names: tuple[str, ...]) -> dict[str, float]:
+    splits = _splits(features, targets, split)
+    result = ridge_regressor(splits, target_names=names)
+    result.pop("alpha")
+    return result | {"n_train": float(len(splits["train"].y)),
+                     "n_test": float(len(splits["test"].y))}
+
+
+def _aligned(embeddings: ModelEmbeddings, street_views: pd.DataFrame) -> pd.DataFrame:
+    """The street-view targets joined to the embedded pairs (same rows, same order)."""
+    pairs = embeddings.pairs.drop(columns=["split", "lat", "lon", "geometry"])
+    table = street_views.merge(pairs, on="uuid", how="inner", validate="one_to_one")
+    if len(table) != len(street_views):
+        raise ValueError(f"{len(street_views) - len(table)} street views have no embedding")
+    return table
+
+
+def run_suite(embeddings: ModelEmbeddings, street_views: pd.DataFrame, masks: np.ndarray,
+              settings: SuiteSettings, features: str = "gair",
+              ) -> dict[str, dict[str, float]]:
+    """Metrics per task for one model's embeddings.
+
+    ``features="gair"`` uses each task's natural embedding (SV, global RS, token grid,
+    location, SV+queried RS+location); ``features="location"`` replaces every one by the
+    location embedding of the item's place (the location-encoder-only baseline; tasks
+    without a place per item are skipped).
+    """
+    sv = _aligned(embeddings, street_views)
+    location_only = features == "location"
+    if features not in ("gair", "location"):
+        raise ValueError(f"features must be 'gair' or 'location', not {features!r}")
+    patches, points = embeddings.patches, embeddings.points
+    results: dict[str, dict[str, float]] = {}
+    sv_features = stack(sv, "location" if location_only else "sv")
+    results["sv_landcover"] = _classification(
+        sv_features, sv["landcover"].to_numpy(), sv["split"], settings)
+    results["sv_perception"] = _regression(
+        sv_features, sv[list(PERCEPTION)].to_numpy(), sv["split"], PERCEPTION)
+    patch_features = stack(patches, "location" if location_only else "rs_global")
+    results["rs_landcover"] = _classification(
+        patch_features, patches["landcover"].to_numpy(), patches["split"], settings)
+    if not location_only:
+        results["rs_segmentation"] = segmentation_probe(
+            _splits(embeddings.tokens.astype(np.float32), masks, patches["split"]))
+        results["rs_segmentation"].pop("C")
+        results["loc_landcover"] = _classification(
+            stack(points, "location"), points["landcover"].to_numpy(), points["split"], settings)
+    fused = (stack(sv, "location") if location_only else
+             np.concatenate([stack(sv, k) for k in ("sv", "rs_query", "location")], axis=1))
+    results["fused_affluence"] = _regression(
+        fused, sv["affluence"].to_numpy(), sv["split"], ("affluence",))
+    if not location_only:
+        test = sv[sv["split"] == "test"]
+        results["retrieval"] = retrieval_metrics(torch.from_numpy(stack(test, "sv")),
+                                                 torch.from_numpy(stack(test, "rs_query")))
+        gallery = embeddings.gallery
+        results["geolocalisation"] = geolocalise(
+            stack(test, "sv"), stack(gallery, "location"),
+            gallery[["lat", "lon"]].to_numpy(), test[["lat", "lon"]].to_numpy(),
+            settings.radii_km)[0]
+    return results
+
+
+def results_table(per_model: dict[str, dict[str, dict[str, float]]]) -> pd.DataFrame:
+    """Long table (task, model, metric, value) of every model's results."""
+    rows = [{"task": task, "model": model, "metric": metric, "value": float(value)}
+            for model, tasks in per_model.items() for task, metrics in tasks.items()
+            for metric, value in metrics.items()]
+    return pd.DataFrame(rows, columns=["task", "model", "metric", "value"])
+
+
+def chance_levels(street_views: pd.DataFrame, patches: pd.DataFrame, masks: np.ndarray,
+                  points: pd.DataFrame, gallery_latlon: np.ndarray,
+                  settings: SuiteSettings) -> dict[str, dict[str, float]]:
+    """What needs no features: the train majority class (classification, segmentation),
+    the train mean (regression), a uniformly random pick (retrieval, geolocalisation)."""
+
+    def majority(labels: np.ndarray, split: pd.Series) -> float:
+        train, test = labels[split.to_numpy() == "train"], labels[split.to_numpy() == "test"]
+        return float((test == np.bincount(train.ravel()).argmax()).mean())
+
+    def mean_r2(targets: np.ndarray, split: pd.Series) -> float:
+        train = targets[split.to_numpy() == "train"]
+        test = targets[split.to_numpy() == "test"]
+        return float(r2_per_target(test.reshape(len(test), -1),
+                                   np.broadcast_to(train.mean(axis=0), test.shape).reshape(
+                                       len(test), -1)).mean())
+
+    sv_split = street_views["split"]
+    test = street_views[sv_split == "test"]
+    rng = np.random.default_rng(settings.seed)
+    picks = gallery_latlon[rng.integers(0, len(gallery_latlon), len(test))]
+    errors = haversine_km(test["lat"].to_numpy(), test["lon"].to_numpy(), picks[:, 0], picks[:, 1])
+    train_mask_class = np.bincount(masks[patches["split"].to_numpy() == "train"].ravel()).argmax()
+    test_masks = masks[patches["split"].to_numpy() == "test"]
+    return {
+        "sv_landcover": {"acc": majority(street_views["landcover"].to_numpy(), sv_split)},
+        "sv_perception": {"r2": mean_r2(street_views[list(PERCEPTION)].to_numpy(), sv_split)},
+        "rs_landcover": {"acc": majority(patches["landcover"].to_numpy(), patches["split"])},
+        "rs_segmentation": {"miou": mean_iou(test_masks, np.full_like(test_masks,
+                                                                      train_mask_class))[0]},
+        "loc_landcover": {"acc": majority(points["landcover"].to_numpy(), points["split"])},
+        "fused_affluence": {"r2": mean_r2(street_views["affluence"].to_numpy(), sv_split)},
+        "retrieval": {"r@1": 1.0 / max(len(test), 1)},
+        "geolocalisation": {"median_km": float(np.median(errors))},
+    }
+

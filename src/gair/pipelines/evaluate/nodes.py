@@ -1,0 +1,222 @@
+"""Nodes of the ``evaluate`` pipeline. Heavy imports (torch, lightning) stay inside."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from gair.evaluation.sample_world_tasks import (
+    SpatialSplit,
+    location_gallery,
+    patch_masks,
+    sample_patches,
+    sample_points,
+    street_view_targets,
+)
+from gair.parameters import EvaluateParams, PairParams, PretrainParams, with_overrides
+
+logger = logging.getLogger(__name__)
+
+MODELS_MANIFEST = "models.json"
+
+
+def prepare_tasks(pairs: gpd.GeoDataFrame, street_views: gpd.GeoDataFrame,
+                  tiles: gpd.GeoDataFrame, truth_dir: Path, params: EvaluateParams,
+                  pair: PairParams) -> tuple[pd.DataFrame, gpd.GeoDataFrame, gpd.GeoDataFrame,
+                                             dict[str, Any]]:
+    """The task tables from the sample world's truth, in the pairing step's spatial split:
+    street-view targets, RS patches and location points, and their counts."""
+    split = SpatialSplit.of_pairs(pairs, pair.split.block_km, dict(pair.split.fractions),
+                                  pair.split.seed)
+    tasks = params.tasks
+    targets = street_view_targets(pairs, truth_dir, street_views, tuple(tasks.perception))
+    patches, patch_counts = sample_patches(tiles, truth_dir, split, pair.patch_size_px,
+                                           tasks.patch_stride_px)
+    points = sample_points(tiles, truth_dir, split, tasks.points_per_tile, tasks.points_seed)
+
+    def by_split(table: pd.DataFrame) -> dict[str, int]:
+        return {str(k): int(v) for k, v in table["split"].value_counts().sort_index().items()}
+
+    report = {"street_views": by_split(targets), "patches": by_split(patches) | patch_counts,
+              "points": by_split(points)}
+    logger.info("Evaluation tasks: %s", report)
+    return targets, patches, points, report
+
+
+@dataclass(frozen=True)
+class CheckpointsWriter:
+    """Publishes trained checkpoints as ``<name>.ckpt`` with a manifest."""
+
+    checkpoints: dict[str, Path]
+
+    def write(self, directory: Path) -> dict[str, Any]:
+        for name, path in self.checkpoints.items():
+            shutil.copyfile(path, directory / f"{name}.ckpt")
+        return {"checkpoints": sorted(self.checkpoints)}
+
+
+def pretrain_baselines(shards_dir: Path, pretrain: PretrainParams,
+                       params: EvaluateParams) -> CheckpointsWriter:
+    """Pretrain what the comparison needs beyond the ``pretrain`` checkpoint, each with
+    the same parameters (budget included) but for its seed or its overrides: GAIR at the
+    other seeds, and every baseline at the pretraining seed."""
+    from gair.training.run import pretrain as run
+
+    base = pretrain.model_dump(mode="json")
+    runs = {f"gair_s{s}": {"seed": s} for s in params.seeds if s != pretrain.seed}
+    runs |= params.baselines
+    checkpoints = {}
+    for name, overrides in runs.items():
+        values = with_overrides(base, overrides) | {"run_dir": str(Path(params.run_dir) / name)}
+        logger.info("Pretraining %s (%s)", name, overrides)
+        summary = run(shards_dir, PretrainParams(**values))
+        checkpoints[name] = Path(summary["best_checkpoint"] or summary["last_checkpoint"])
+    return CheckpointsWriter(checkpoints)
+
+
+@dataclass(frozen=True)
+class EmbeddingsWriter:
+    """Embeds every task item with every model into ``<model>/`` (GeoParquet)."""
+
+    models: dict[str, dict[str, Any]]  # name -> {"checkpoint": path} or {"random_seed", "like"}
+    shards_dir: Path
+    patches: gpd.GeoDataFrame
+    points: gpd.GeoDataFrame
+    tiles: gpd.GeoDataFrame
+    sentinel2_dir: Path
+    patch_size: int
+    params: EvaluateParams
+
+    def write(self, directory: Path) -> dict[str, Any]:
+        from gair.evaluation.embeddings import load_frozen, random_frozen
+        from gair.evaluation.suite import embed_for_tasks
+
+        gallery = location_gallery(self.tiles, self.params.tasks.gallery_spacing_m)
+        for name, source in self.models.items():
+            if "checkpoint" in source:
+                frozen = load_frozen(Path(source["checkpoint"]), self.params.device)
+            else:
+                hparams = load_frozen(Path(source["like"]), "cpu").hparams
+                frozen = random_frozen(hparams, source["random_seed"], self.params.device)
+            logger.info("Embedding with %s", name)
+            embed_for_tasks(frozen, self.shards_dir, self.patches, self.points, gallery,
+                            self.tiles, self.sentinel2_dir, self.patch_size,
+                            self.params.batch_size).write(directory / name)
+        manifest = {name: {k: str(v) for k, v in source.items()}
+                    for name, source in self.models.items()}
+        (directory / MODELS_MANIFEST).write_text(json.dumps(manifest, indent=1))
+        return {"models": sorted(self.models)}
+
+
+def embed_models(gair_checkpoint: Path, baselines_dir: Path, shards_dir: Path,
+                 patches: gpd.GeoDataFrame, points: gpd.GeoDataFrame, tiles: gpd.GeoDataFrame,
+                 sentinel2_dir: Path, pretrain: PretrainParams, params: EvaluateParams,
+                 pair: PairParams) -> EmbeddingsWriter:
+    """The embeddings of every model: GAIR per seed, random weights per seed, baselines."""
+    models: dict[str, dict[str, Any]] = {}
+    for seed, name in zip(params.seeds, params.gair_models(), strict=True):
+        path = gair_checkpoint if seed == pretrain.seed else Path(baselines_dir) / f"{name}.ckpt"
+        models[name] = {"checkpoint": path}
+    for seed, name in zip(params.seeds, params.random_models(), strict=True):
+        models[name] = {"random_seed": seed, "like": gair_checkpoint}
+    for name in params.baselines:
+        models[name] = {"checkpoint": Path(baselines_dir) / f"{name}.ckpt"}
+    return EmbeddingsWriter(models, Path(shards_dir), patches, points, tiles, Path(sentinel2_dir),
+                            pair.patch_size_px, params)
+
+
+def score_models(embeddings_dir: Path, street_views: pd.DataFrame, patches: gpd.GeoDataFrame,
+                 points: gpd.GeoDataFrame, tiles: gpd.GeoDataFrame, truth_dir: Path,
+                 params: EvaluateParams, pair: PairParams) -> pd.DataFrame:
+    """Every task under every protocol for every model: the long results table."""
+    from gair.evaluation.suite import (
+        ModelEmbeddings,
+        SuiteSettings,
+        chance_levels,
+        results_table,
+        run_suite,
+    )
+
+    masks = patch_masks(patches, truth_dir, pair.patch_size_px)
+    settings = SuiteSettings(params.tasks.labels_per_class, params.tasks.points_seed,
+                             tuple(params.radii_km))
+    manifest = json.loads((Path(embeddings_dir) / MODELS_MANIFEST).read_text())
+    per_model = {}
+    for name in manifest:
+        logger.info("Scoring %s", name)
+        embeddings = ModelEmbeddings.read(Path(embeddings_dir) / name)
+        per_model[name] = run_suite(embeddings, street_views, masks, settings)
+    if params.location_only:
+        first = ModelEmbeddings.read(Path(embeddings_dir) / params.gair_models()[0])
+        per_model["location_only"] = run_suite(first, street_views, masks, settings,
+                                               features="location")
+    gallery = location_gallery(tiles, params.tasks.gallery_spacing_m)
+    per_model["chance"] = chance_levels(street_views, patches, masks, points, gallery, settings)
+    return results_table(per_model)
+
+
+def report_results(results: pd.DataFrame, params: EvaluateParams) -> tuple[dict, str, Figure]:
+    """``metrics.json`` (flat, for DVC), the Markdown results table and the bar chart."""
+    from gair.evaluation.report import bar_chart, flat_metrics, markdown_table, seed_comparison
+
+    models = [m for m in results["model"].unique() if m != "chance"]
+    scored = results[results["model"] != "chance"]
+    chance = {r.task: r.value for r in results[results["model"] == "chance"].itertuples()}
+    comparison = seed_comparison(scored, params.gair_models(), params.random_models())
+    metrics = flat_metrics(results)
+    metrics["eval/summary/gair_beats_random"] = int(comparison["gair_wins"].sum())
+    metrics["eval/summary/downstream_tasks"] = len(comparison)
+    table = markdown_table(scored, models, params.gair_models(), params.random_models(), chance)
+    logger.info("Evaluation:\n%s", table)
+    return metrics, table, bar_chart(scored, models)
+
+
+def plot_retrieval_examples(embeddings_dir: Path, shards_dir: Path,
+                            params: EvaluateParams) -> Figure:
+    """Test street views of the first GAIR model beside their top-5 RS patches."""
+    from gair.evaluation.embeddings import stack
+    from gair.evaluation.report import retrieval_examples
+    from gair.evaluation.suite import ModelEmbeddings
+    from gair.io.shards import SAMPLES_TABLE, read_shard
+
+    pairs = ModelEmbeddings.read(Path(embeddings_dir) / params.gair_models()[0]).pairs
+    test = pairs[pairs["split"] == "test"].reset_index(drop=True)
+    samples = pd.read_parquet(Path(shards_dir) / SAMPLES_TABLE, columns=["uuid", "shard"])
+    wanted = set(test["uuid"])
+    images, patches = {}, {}
+    for shard in sorted(samples.loc[samples["uuid"].isin(wanted), "shard"].unique()):
+        for sample in read_shard(Path(shards_dir) / shard):
+            if sample["key"] in wanted:
+                images[sample["key"]] = np.asarray(sample["sv"])
+                patches[sample["key"]] = sample["rs"]
+    similarity = stack(test, "sv") @ stack(test, "rs_query").T
+    rng = np.random.default_rng(0)
+    chosen = rng.choice(len(test), size=min(params.retrieval_examples, len(test)), replace=False)
+    queries = [{"sv": images[test.loc[i, "uuid"]], "index": int(i)} for i in chosen]
+    gallery = [patches[u] for u in test["uuid"]]
+    return retrieval_examples(queries, gallery, similarity[chosen])
+
+
+def plot_geolocalisation(embeddings_dir: Path, params: EvaluateParams) -> Figure:
+    """Where the first GAIR model places the test street views, and how far off."""
+    from gair.evaluation.embeddings import stack
+    from gair.evaluation.report import geolocalisation_map
+    from gair.evaluation.retrieval import geolocalise
+    from gair.evaluation.suite import ModelEmbeddings
+
+    embeddings = ModelEmbeddings.read(Path(embeddings_dir) / params.gair_models()[0])
+    test = embeddings.pairs[embeddings.pairs["split"] == "test"]
+    true = test[["lat", "lon"]].to_numpy()
+    _, predicted, errors = geolocalise(
+        stack(test, "sv"), stack(embeddings.gallery, "location"),
+        embeddings.gallery[["lat", "lon"]].to_numpy(), true, params.radii_km)
+    return geolocalisation_map(true, predicted, errors, test["tile_id"].tolist())

@@ -1,0 +1,35 @@
+import numpy as np
+import pytest
+import torch
+
+from gair.evaluation.retrieval import geolocalise, haversine_km, retrieval_metrics
+
+
+def test_retrieval_metrics_by_hand():
+    q = torch.eye(3)
+    g = torch.tensor([[1.0, 0, 0], [0, 0, 1.0], [0, 1.0, 0]])
+    m = retrieval_metrics(q, g)
+    assert m["r@1"] == pytest.approx(1 / 3) and m["r@5"] == 1.0
+    assert m["chance_r@1"] == pytest.approx(1 / 3) and m["median_rank"] == 3.0  # ties count against
+
+
+def test_constant_embeddings_retrieve_nothing():
+    m = retrieval_metrics(torch.ones(5, 4), torch.ones(5, 4))
+    assert m["r@1"] == 0.0 and m["median_rank"] == 5.0
+
+
+def test_haversine_known_distances():
+    # One degree of latitude ~ 111.2 km; Paris -> London ~ 343.5 km.
+    assert haversine_km(0, 0, 1, 0) == pytest.approx(111.19, abs=0.01)
+    assert haversine_km(48.8566, 2.3522, 51.5074, -0.1278) == pytest.approx(343.5, abs=0.5)
+
+
+def test_geolocalisation_with_identical_embeddings_is_exact():
+    gallery_latlon = np.array([[48.0, 9.0], [1.3, 103.8], [-23.5, -46.6]])
+    gallery = np.eye(3, dtype=np.float32)
+    queries = gallery[[2, 0]]
+    metrics, predicted, errors = geolocalise(queries, gallery, gallery_latlon,
+                                             gallery_latlon[[2, 0]] + [[0.0, 0.0], [0.009, 0]])
+    np.testing.assert_array_equal(predicted, gallery_latlon[[2, 0]])
+    assert errors[0] == 0.0 and errors[1] == pytest.approx(1.0, abs=0.01)
+    assert metrics["acc@1km"] == 0.5 and metrics["acc@25km"] == 1.0
