@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.conftest import PROJECT_ROOT, small_world_config
-from tests.training.conftest import tiny_pretrain_params
+from tests.training.conftest import tiny_evaluate_params, tiny_pretrain_params
 
 BIN = Path(sys.executable).parent
 
@@ -49,6 +49,8 @@ def repo(tmp_path_factory):
     (conf / "parameters_pair.yml").write_text(yaml.safe_dump(pair))
     pretrain = tiny_pretrain_params(max_epochs=1) | {"run_dir": "data/06_models/pretrain_run"}
     (conf / "parameters_pretrain.yml").write_text(yaml.safe_dump({"pretrain": pretrain}))
+    evaluate = tiny_evaluate_params("data/06_models/evaluate_runs")
+    (conf / "parameters_evaluate.yml").write_text(yaml.safe_dump({"evaluate": evaluate}))
     _run(root, "git", "commit", "-qam", "shrink")
     return root
 
@@ -56,7 +58,7 @@ def repo(tmp_path_factory):
 @pytest.mark.slow
 def test_repro_then_nothing_then_only_what_a_parameter_touches(repo):
     first = _run(repo, "dvc", "repro")
-    assert _stages_run(first) == {"sample_world", "ingest", "pair", "pretrain"}
+    assert _stages_run(first) == {"sample_world", "ingest", "pair", "pretrain", "evaluate"}
     metrics = json.loads((repo / "data/08_reporting/pretrain_metrics.json").read_text())
     assert "pretrain/val/r@1" in metrics, "the shrunken world still has a val split"
     assert "up to date" in _run(repo, "dvc", "status")
@@ -66,12 +68,16 @@ def test_repro_then_nothing_then_only_what_a_parameter_touches(repo):
     values = yaml.safe_load(params.read_text())
     values["pretrain"]["loss"]["temperature"] = 0.1
     params.write_text(yaml.safe_dump(values))
-    assert _stages_run(_run(repo, "dvc", "repro")) == {"pretrain"}
+    assert _stages_run(_run(repo, "dvc", "repro")) == {"pretrain", "evaluate"}
 
     # Forced again from scratch, the CPU run reproduces its metrics exactly.
-    again = json.loads((repo / "data/08_reporting/pretrain_metrics.json").read_text())
+    reports = repo / "data/08_reporting"
+    again = {name: json.loads((reports / name).read_text())
+             for name in ("pretrain_metrics.json", "metrics.json")}
+    assert any(k.startswith("eval/") for k in again["metrics.json"])
     _run(repo, "dvc", "repro", "--force", "--single-item", "pretrain")
-    assert json.loads((repo / "data/08_reporting/pretrain_metrics.json").read_text()) == again
+    _run(repo, "dvc", "repro", "--force", "--single-item", "evaluate")
+    assert {name: json.loads((reports / name).read_text()) for name in again} == again
     _run(repo, "git", "checkout", "--", "conf/base/parameters_pretrain.yml")
 
 
@@ -82,7 +88,7 @@ def test_experiments_run_and_show(repo):
     _run(repo, "git", "commit", "-qm", "lock", "--allow-empty")
     output = _run(repo, "dvc", "exp", "run", "-n", "small-queue",
                   "-S", "conf/base/parameters_pretrain.yml:pretrain.loss.queue_size=4")
-    assert _stages_run(output) == {"pretrain"}
+    assert _stages_run(output) == {"pretrain", "evaluate"}
     shown = _run(repo, "dvc", "exp", "show", "--no-pager", "--csv")
     assert "small-queue" in shown
 

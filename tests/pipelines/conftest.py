@@ -9,7 +9,7 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
 from tests.conftest import PROJECT_ROOT, small_world_config, temporary_conf
-from tests.training.conftest import tiny_pretrain_params
+from tests.training.conftest import tiny_evaluate_params, tiny_pretrain_params
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +23,7 @@ def run(tmp_path_factory):
         "parameters_sample_world": {"sample_world": small_world_config().model_dump(mode="json")},
         "parameters_pair": pair,
         "parameters_pretrain": {"pretrain": pretrain},
+        "parameters_evaluate": {"evaluate": tiny_evaluate_params(str(tmp / "data" / "evaluate"))},
         "parameters_sweep": {"sweep": {
             "study_name": "pipeline-test", "storage": "sqlite",
             "storage_dir": str(tmp / "data" / "sweep"), "n_trials": 2, "total_trials": 2,
@@ -34,7 +35,8 @@ def run(tmp_path_factory):
     bootstrap_project(PROJECT_ROOT)
     configure_project("gair")
     with KedroSession.create(project_path=PROJECT_ROOT, conf_source=str(conf)) as session:
-        session.run(pipeline_names=["sample_world", "ingest", "pair", "pretrain", "sweep"])
+        session.run(pipeline_names=["sample_world", "ingest", "pair", "pretrain", "evaluate",
+                                    "sweep"])
     return tmp / "data"
 
 

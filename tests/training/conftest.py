@@ -30,6 +30,17 @@ def tiny_pretrain_params(**trainer) -> dict:
     }
 
 
+def tiny_evaluate_params(run_dir: str) -> dict:
+    """Evaluation sized for the small world: two seeds, one baseline, few task items."""
+    return {
+        "run_dir": run_dir, "seeds": [0, 1],
+        "baselines": {"incl_only": {"loss.weight_secl_sv": 0.0, "loss.weight_secl_rs": 0.0}},
+        "batch_size": 16, "retrieval_examples": 2,
+        "tasks": {"patch_stride_px": 16, "points_per_tile": 100, "gallery_spacing_m": 200.0,
+                  "labels_per_class": None},
+    }
+
+
 @pytest.fixture(scope="session")
 def tiny_shards(small_world, tmp_path_factory):
     candidates, tiles = _candidates(small_world)

@@ -157,7 +157,7 @@ def geolocalisation_map(true_latlon: np.ndarray, predicted_latlon: np.ndarray,
                 ax.plot([tn, pn], [tl, pl], c="grey", lw=0.5)
         scatter = ax.scatter(t[:, 1], t[:, 0], c=np.maximum(e, 0.01), norm=norm, cmap="viridis",
                              s=14)
-        ax.set(title=f"{name.split('_')[0]} (median {np.median(e):.1f} km)", xlim=lon_lim,
+        ax.set(title=f"{name.rsplit('_', 2)[0]} (median {np.median(e):.1f} km)", xlim=lon_lim,
                ylim=lat_lim, xlabel="lon", ylabel="lat")
         ax.tick_params(labelsize=6)
         ax.title.set_fontsize(8)

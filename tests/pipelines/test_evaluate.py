@@ -1,0 +1,56 @@
+"""`kedro run --pipelines evaluate` on the small world (run once by the `run` fixture)."""
+
+from __future__ import annotations
+
+import json
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+
+from gair.evaluation.suite import DOWNSTREAM, TASKS, ModelEmbeddings
+
+MODELS = {"gair_s0", "gair_s1", "random_s0", "random_s1", "incl_only"}
+
+
+@pytest.mark.slow
+def test_embeddings_are_geoparquet_for_every_model(run):
+    folder = run / "07_model_output" / "embeddings"
+    assert set(json.loads((folder / "models.json").read_text())) == MODELS
+    pairs = gpd.read_parquet(folder / "gair_s0" / "pairs.parquet")
+    assert pairs.crs.to_epsg() == 4326
+    assert len(pairs) == len(gpd.read_parquet(run / "05_model_input" / "pairs.parquet"))
+    embedded = ModelEmbeddings.read(folder / "gair_s0")
+    for table, column in ((embedded.pairs, "sv"), (embedded.pairs, "rs_query"),
+                          (embedded.patches, "rs_global"), (embedded.points, "location"),
+                          (embedded.gallery, "location")):
+        vectors = np.stack(table[column].to_numpy())
+        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert embedded.tokens.shape[0] == len(embedded.patches)
+    random = ModelEmbeddings.read(folder / "random_s0")
+    assert not np.allclose(np.stack(random.pairs["sv"]), np.stack(embedded.pairs["sv"]))
+
+
+@pytest.mark.slow
+def test_metrics_table_and_plots(run):
+    metrics = json.loads((run / "08_reporting" / "metrics.json").read_text())
+    for task in DOWNSTREAM:
+        for model in MODELS:
+            assert any(k.startswith(f"eval/{task}/{model}/") for k in metrics), (task, model)
+    assert "eval/retrieval/gair_s0/r@1" in metrics
+    assert "eval/geolocalisation/gair_s0/median_km" in metrics
+    assert "eval/sv_landcover/location_only/acc" in metrics
+    assert metrics["eval/summary/downstream_tasks"] == 6
+    assert 0 <= metrics["eval/summary/gair_beats_random"] <= 6
+    results = pd.read_csv(run / "08_reporting" / "evaluation_results.csv")
+    assert set(results["model"]) == MODELS | {"location_only", "chance"}
+    table = (run / "08_reporting" / "evaluation.md").read_text()
+    for task in TASKS:
+        assert task.title in table
+    assert "**" in table and "GAIR beats random weights" in table
+    for name in ("evaluation.png", "retrieval_examples.png", "geolocalisation_map.png"):
+        assert (run / "08_reporting" / name).stat().st_size > 10_000, name
+    report = json.loads((run / "08_reporting" / "eval_task_report.json").read_text())
+    patches = report["patches"]
+    assert patches["kept"] + patches["left_out_straddling_splits"] == patches["candidates"]
