@@ -58,6 +58,28 @@ def write_world(config: SampleWorldConfig, root: Path) -> dict[str, Path]:
     return dirs
 
 
+def write_eurosat(root: Path, classes: tuple[str, ...] = ("Forest", "River"), per_class: int = 3,
+                  size: int = 8, bands: int = 13) -> Path:
+    """A tiny EuroSAT-MS tree (``<root>/<Class>/<Class>_<n>.tif``): band b of class k has
+    mean 1000 + 100 b + 500 k plus noise, so the classes are told apart by brightness."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for n in range(per_class):
+            mean = 1000 + 100 * np.arange(bands)[:, None, None] + 500 * k
+            data = (mean + rng.normal(0, 20, (bands, size, size))).astype(np.uint16)
+            with rasterio.open(root / name / f"{name}_{n + 1}.tif", "w", driver="GTiff",
+                               width=size, height=size, count=bands, dtype="uint16",
+                               crs="EPSG:32632",
+                               transform=from_origin(500000, 5400000, 10, 10)) as dst:
+                dst.write(data)
+    return root
+
+
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now."""
     import socket

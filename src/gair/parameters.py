@@ -215,6 +215,24 @@ class EvaluationTaskParams(_Strict):
     perception: list[str] = ["Safe", "Lively", "Wealthy", "Beautiful", "Boring", "Depressing"]
 
 
+class BenchmarkParams(_Strict):
+    """One real benchmark: where it is and how to split it."""
+
+    path: str
+    targets: list[str] = Field(default=[], description="columns or label files to predict")
+    max_per_class: int | None = Field(default=None, ge=1, description="EuroSAT images per class")
+    fractions: dict[str, float] = {"train": 0.6, "val": 0.2, "test": 0.2}
+    seed: int = 0
+    block_deg: float = Field(default=0.1, gt=0, description="points: spatial blocks")
+
+
+class BenchmarksParams(_Strict):
+    eurosat_ms: BenchmarkParams | None = None          # <path>/<Class>/*.tif
+    street_view_labels: BenchmarkParams | None = None  # <path>/<label>.csv per target
+    street_view_table: BenchmarkParams | None = None   # uuid + targets
+    points: BenchmarkParams | None = None              # lat, lon (+ split) + targets
+
+
 class EvaluateParams(_Strict):
     """The ``evaluate`` pipeline (``parameters_evaluate.yml``)."""
 
@@ -228,6 +246,7 @@ class EvaluateParams(_Strict):
     radii_km: list[float] = [1.0, 25.0, 200.0, 750.0, 2500.0]
     retrieval_examples: int = Field(default=4, ge=0)
     tasks: EvaluationTaskParams = EvaluationTaskParams()
+    benchmarks: BenchmarksParams = BenchmarksParams()
 
     def gair_models(self) -> list[str]:
         return [f"gair_s{s}" for s in self.seeds]

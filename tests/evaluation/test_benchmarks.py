@@ -14,6 +14,7 @@ from gair.evaluation.benchmarks import (
     read_street_view_table,
 )
 from gair.io.rejects import InputConfigurationError
+from tests.conftest import write_eurosat
 
 PERCEPTION = ["Safe", "Lively", "Wealthy", "Beautiful", "Boring", "Depressing"]
 
@@ -30,10 +31,7 @@ def _tif(path, bands, size=8):
 
 @pytest.fixture
 def eurosat(tmp_path):
-    root = tmp_path / "EuroSAT_MS"
-    for name in ("Forest", "River"):
-        for n in range(3):
-            _tif(root / name / f"{name}_{n + 1}.tif", 13)
+    root = write_eurosat(tmp_path / "EuroSAT_MS")
     _tif(root / "River" / "River_4.tif", 12)                     # wrong band count
     (root / "Forest" / "Forest_9.tif").write_bytes(b"not a tiff")  # unreadable
     _tif(root / "Forest" / "Forest_8.tif", 13, size=4)           # wrong size
@@ -41,6 +39,7 @@ def eurosat(tmp_path):
 
 
 def test_eurosat_ms_reduced_to_gair_bands_by_name(eurosat):
+    _tif(eurosat / "Forest" / "Forest_1.tif", 13)  # a file whose bands say their position
     result = read_eurosat_ms(eurosat)
     assert result.images.shape == (6, 10, 8, 8)
     # GAIR's B02..B08, B8A, B11, B12 sit at EuroSAT positions 2..8, 13, 11, 12 (1-based).

@@ -2,18 +2,46 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 from kedro.framework.project import configure_project
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from tests.conftest import PROJECT_ROOT, small_world_config, temporary_conf
+from tests.conftest import PROJECT_ROOT, small_world_config, temporary_conf, write_eurosat
 from tests.training.conftest import tiny_evaluate_params, tiny_pretrain_params
 
 
+def _benchmarks(world: dict, root: Path) -> dict:
+    """Tiny real-format benchmarks over the small world's street views (the run below
+    generates the same world: same configuration, same seed)."""
+    import pandas as pd
+
+    truth = pd.read_csv(world["truth"] / "street_views.csv")
+    metadata = pd.read_csv(world["streetscapes"] / "metadata_common_attributes.csv")
+    perception = pd.read_csv(world["streetscapes"] / "perception.csv")
+    labels = root / "labels"
+    labels.mkdir(parents=True)
+    for name in ("Safe", "Lively"):
+        perception[["uuid", name]].to_csv(labels / f"{name}.csv", index=False)
+    table = truth[["uuid", "affluence"]]
+    pd.concat([table, table.iloc[:1]]).to_csv(root / "sv.csv", index=False)  # one duplicate
+    points = metadata[["lat", "lon"]].assign(label=truth["landcover_name"].to_numpy())
+    points.loc[len(points)] = [95.0, 0.0, "water"]  # out of range: rejected
+    points.to_csv(root / "points.csv", index=False)
+    write_eurosat(root / "EuroSAT_MS", classes=("Forest", "River", "SeaLake"), per_class=6)
+    return {
+        "eurosat_ms": {"path": str(root / "EuroSAT_MS"), "seed": 1},
+        "street_view_labels": {"path": str(labels), "targets": ["Safe", "Lively"]},
+        "street_view_table": {"path": str(root / "sv.csv"), "targets": ["affluence"]},
+        "points": {"path": str(root / "points.csv"), "targets": ["label"], "block_deg": 0.002},
+    }
+
+
 @pytest.fixture(scope="session")
-def run(tmp_path_factory):
+def run(tmp_path_factory, small_world):
     tmp = tmp_path_factory.mktemp("project")
     pair = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_pair.yml").read_text())
     pair["pair"]["patch_size_px"] = 32
@@ -23,7 +51,8 @@ def run(tmp_path_factory):
         "parameters_sample_world": {"sample_world": small_world_config().model_dump(mode="json")},
         "parameters_pair": pair,
         "parameters_pretrain": {"pretrain": pretrain},
-        "parameters_evaluate": {"evaluate": tiny_evaluate_params(str(tmp / "data" / "evaluate"))},
+        "parameters_evaluate": {"evaluate": tiny_evaluate_params(str(tmp / "data" / "evaluate"))
+                                | {"benchmarks": _benchmarks(small_world, tmp / "benchmarks")}},
         "parameters_sweep": {"sweep": {
             "study_name": "pipeline-test", "storage": "sqlite",
             "storage_dir": str(tmp / "data" / "sweep"), "n_trials": 2, "total_trials": 2,

@@ -54,3 +54,17 @@ def test_metrics_table_and_plots(run):
     report = json.loads((run / "08_reporting" / "eval_task_report.json").read_text())
     patches = report["patches"]
     assert patches["kept"] + patches["left_out_straddling_splits"] == patches["candidates"]
+
+
+@pytest.mark.slow
+def test_real_benchmarks_are_scored_for_every_model(run):
+    metrics = json.loads((run / "08_reporting" / "metrics.json").read_text())
+    for model in MODELS:
+        assert 0 <= metrics[f"eval/bench_eurosat_ms/{model}/acc"] <= 1
+        assert f"eval/bench_street_view_labels/{model}/r2/Safe" in metrics
+        assert f"eval/bench_street_view_table/{model}/r2" in metrics
+        assert f"eval/bench_points/{model}/acc" in metrics
+    rejects = pd.read_csv(run / "08_reporting" / "benchmark_rejects.csv")
+    assert {"duplicate uuid", "lat/lon out of range", "street view not paired"} <= set(
+        rejects["reason"])
+    assert "| eurosat_ms | acc |" in (run / "08_reporting" / "evaluation.md").read_text()

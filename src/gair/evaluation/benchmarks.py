@@ -184,3 +184,23 @@ def read_street_view_table(path: Path, targets: Sequence[str]) -> ReadResult:
                                          "benchmark/street_views")
     return ReadResult(table.reset_index(drop=True), rejects_frame(rejects),
                       len(table) + len(rejects))
+
+
+def random_splits(n: int, fractions: dict[str, float], seed: int) -> np.ndarray:
+    """Split names for ``n`` items drawn at random in the given fractions (for benchmarks
+    that come without a split or a place, such as EuroSAT)."""
+    bounds = np.cumsum([v / sum(fractions.values()) for v in fractions.values()])
+    position = np.random.default_rng(seed).permutation(n) / max(n, 1)
+    return np.array(list(fractions), dtype=object)[np.searchsorted(bounds, position,
+                                                                   side="right")]
+
+
+def block_splits(lat: np.ndarray, lon: np.ndarray, block_deg: float,
+                 fractions: dict[str, float], seed: int) -> np.ndarray:
+    """Split names by spatial blocks of ``block_deg`` degrees (a block is in one split),
+    for point tables without a ``split`` column."""
+    from gair.geo.pairing import assign_splits, spatial_blocks
+
+    blocks = spatial_blocks(np.zeros(len(lat), np.int64), np.asarray(lon), np.asarray(lat),
+                            block_deg)
+    return np.array(list(fractions), dtype=object)[assign_splits(blocks, fractions, seed)]

@@ -43,10 +43,15 @@ def few_labels(y: np.ndarray, per_class: int | None, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(keep))
 
 
+class EmptySplitError(ValueError):
+    """A task has no items in a split it needs (a small world, or a spatial split that put
+    every block of a place in one split)."""
+
+
 def _check(splits: Splits) -> None:
     for name in ("train", "val", "test"):
         if name not in splits or len(splits[name].y) == 0:
-            raise ValueError(f"probe needs a non-empty {name!r} split")
+            raise EmptySplitError(f"probe needs a non-empty {name!r} split")
 
 
 def _best(scores: dict[float, float]) -> float:

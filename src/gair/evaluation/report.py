@@ -82,6 +82,20 @@ def markdown_table(results: pd.DataFrame, models: Sequence[str], gair: Sequence[
     return "\n".join(lines) + "\n"
 
 
+def benchmark_table(results: pd.DataFrame) -> str:
+    """Real benchmarks as Markdown: per benchmark and model, accuracy (classification) or
+    R² (regression) of the linear probe."""
+    metric = results.groupby("task")["metric"].agg(lambda m: "acc" if "acc" in set(m) else "r2")
+    rows = results[results["metric"] == results["task"].map(metric)]
+    table = rows.pivot(index="task", columns="model", values="value")
+    lines = ["| Benchmark | metric | " + " | ".join(table.columns) + " |",
+             "|---|---|" + "---:|" * len(table.columns)]
+    for task, row in table.iterrows():
+        lines.append(f"| {task.removeprefix('bench_')} | {metric[task]} | "
+                     + " | ".join(_fmt(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def bar_chart(results: pd.DataFrame, models: Sequence[str]) -> Figure:
     """One panel per task: the headline metric of every model."""
     scores = headline(results)

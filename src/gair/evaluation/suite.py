@@ -7,6 +7,7 @@ which :mod:`gair.evaluation.report` builds ``metrics.json``, the Markdown table 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from gair.evaluation.embeddings import (
     stack,
 )
 from gair.evaluation.probes import (
+    EmptySplitError,
     Labelled,
     few_labels,
     knn_classifier,
@@ -34,6 +36,8 @@ from gair.evaluation.probes import (
     segmentation_probe,
 )
 from gair.evaluation.retrieval import geolocalise, haversine_km, retrieval_metrics
+
+logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 PERCEPTION = ("Safe", "Lively", "Wealthy", "Beautiful", "Boring", "Depressing")
@@ -135,8 +139,9 @@ class SuiteSettings:
     radii_km: tuple[float, ...] = (1.0, 25.0, 200.0, 750.0, 2500.0)
 
 
-def _classification(features: np.ndarray, labels: np.ndarray, split: pd.Series,
-                    settings: SuiteSettings) -> dict[str, float]:
+def linear_and_knn(features: np.ndarray, labels: np.ndarray, split: pd.Series,
+                   settings: SuiteSettings) -> dict[str, float]:
+    """Linear-probe accuracy and macro-F1 and kNN accuracy of a classification task."""
     def subset(y: np.ndarray) -> np.ndarray:
         return few_labels(y, settings.labels_per_class, settings.seed)
 
@@ -173,41 +178,65 @@ def run_suite(embeddings: ModelEmbeddings, street_views: pd.DataFrame, masks: np
     ``features="gair"`` uses each task's natural embedding (SV, global RS, token grid,
     location, SV+queried RS+location); ``features="location"`` replaces every one by the
     location embedding of the item's place (the location-encoder-only baseline; tasks
-    without a place per item are skipped).
+    without a place per item are skipped). A task with an empty split is left out with a
+    warning.
     """
-    sv = _aligned(embeddings, street_views)
-    location_only = features == "location"
     if features not in ("gair", "location"):
         raise ValueError(f"features must be 'gair' or 'location', not {features!r}")
+    location_only = features == "location"
+    sv = _aligned(embeddings, street_views)
     patches, points = embeddings.patches, embeddings.points
-    results: dict[str, dict[str, float]] = {}
     sv_features = stack(sv, "location" if location_only else "sv")
-    results["sv_landcover"] = _classification(
-        sv_features, sv["landcover"].to_numpy(), sv["split"], settings)
-    results["sv_perception"] = _regression(
-        sv_features, sv[list(PERCEPTION)].to_numpy(), sv["split"], PERCEPTION)
     patch_features = stack(patches, "location" if location_only else "rs_global")
-    results["rs_landcover"] = _classification(
-        patch_features, patches["landcover"].to_numpy(), patches["split"], settings)
-    if not location_only:
-        results["rs_segmentation"] = segmentation_probe(
-            _splits(embeddings.tokens.astype(np.float32), masks, patches["split"]))
-        results["rs_segmentation"].pop("C")
-        results["loc_landcover"] = _classification(
-            stack(points, "location"), points["landcover"].to_numpy(), points["split"], settings)
     fused = (stack(sv, "location") if location_only else
              np.concatenate([stack(sv, k) for k in ("sv", "rs_query", "location")], axis=1))
-    results["fused_affluence"] = _regression(
-        fused, sv["affluence"].to_numpy(), sv["split"], ("affluence",))
-    if not location_only:
-        test = sv[sv["split"] == "test"]
-        results["retrieval"] = retrieval_metrics(torch.from_numpy(stack(test, "sv")),
-                                                 torch.from_numpy(stack(test, "rs_query")))
+    test = sv[sv["split"] == "test"]
+
+    def segmentation() -> dict[str, float]:
+        result = segmentation_probe(
+            _splits(embeddings.tokens.astype(np.float32), masks, patches["split"]))
+        result.pop("C")
+        return result
+
+    def retrieval() -> dict[str, float]:
+        if test.empty:
+            raise EmptySplitError("no test street views")
+        return retrieval_metrics(torch.from_numpy(stack(test, "sv")),
+                                 torch.from_numpy(stack(test, "rs_query")))
+
+    def geolocalisation() -> dict[str, float]:
+        if test.empty:
+            raise EmptySplitError("no test street views")
         gallery = embeddings.gallery
-        results["geolocalisation"] = geolocalise(
-            stack(test, "sv"), stack(gallery, "location"),
-            gallery[["lat", "lon"]].to_numpy(), test[["lat", "lon"]].to_numpy(),
-            settings.radii_km)[0]
+        return geolocalise(stack(test, "sv"), stack(gallery, "location"),
+                           gallery[["lat", "lon"]].to_numpy(), test[["lat", "lon"]].to_numpy(),
+                           settings.radii_km)[0]
+
+    tasks: dict[str, Callable[[], dict[str, float]]] = {
+        "sv_landcover": lambda: linear_and_knn(sv_features, sv["landcover"].to_numpy(),
+                                               sv["split"], settings),
+        "sv_perception": lambda: _regression(sv_features, sv[list(PERCEPTION)].to_numpy(),
+                                             sv["split"], PERCEPTION),
+        "rs_landcover": lambda: linear_and_knn(patch_features, patches["landcover"].to_numpy(),
+                                               patches["split"], settings),
+        "rs_segmentation": segmentation,
+        "loc_landcover": lambda: linear_and_knn(stack(points, "location"),
+                                                points["landcover"].to_numpy(),
+                                                points["split"], settings),
+        "fused_affluence": lambda: _regression(fused, sv["affluence"].to_numpy(), sv["split"],
+                                               ("affluence",)),
+        "retrieval": retrieval,
+        "geolocalisation": geolocalisation,
+    }
+    if location_only:  # no place per token; the location task is this model's own
+        for name in ("rs_segmentation", "loc_landcover", "retrieval", "geolocalisation"):
+            tasks.pop(name)
+    results: dict[str, dict[str, float]] = {}
+    for name, task in tasks.items():
+        try:
+            results[name] = task()
+        except EmptySplitError as error:
+            logger.warning("Task %s left out: %s", name, error)
     return results
 
 
@@ -238,20 +267,55 @@ def chance_levels(street_views: pd.DataFrame, patches: pd.DataFrame, masks: np.n
 
     sv_split = street_views["split"]
     test = street_views[sv_split == "test"]
-    rng = np.random.default_rng(settings.seed)
-    picks = gallery_latlon[rng.integers(0, len(gallery_latlon), len(test))]
-    errors = haversine_km(test["lat"].to_numpy(), test["lon"].to_numpy(), picks[:, 0], picks[:, 1])
-    train_mask_class = np.bincount(masks[patches["split"].to_numpy() == "train"].ravel()).argmax()
-    test_masks = masks[patches["split"].to_numpy() == "test"]
-    return {
-        "sv_landcover": {"acc": majority(street_views["landcover"].to_numpy(), sv_split)},
-        "sv_perception": {"r2": mean_r2(street_views[list(PERCEPTION)].to_numpy(), sv_split)},
-        "rs_landcover": {"acc": majority(patches["landcover"].to_numpy(), patches["split"])},
-        "rs_segmentation": {"miou": mean_iou(test_masks, np.full_like(test_masks,
-                                                                      train_mask_class))[0]},
-        "loc_landcover": {"acc": majority(points["landcover"].to_numpy(), points["split"])},
-        "fused_affluence": {"r2": mean_r2(street_views["affluence"].to_numpy(), sv_split)},
-        "retrieval": {"r@1": 1.0 / max(len(test), 1)},
-        "geolocalisation": {"median_km": float(np.median(errors))},
-    }
 
+    def geolocalisation() -> float:
+        picks = gallery_latlon[np.random.default_rng(settings.seed).integers(
+            0, len(gallery_latlon), len(test))]
+        return float(np.median(haversine_km(test["lat"].to_numpy(), test["lon"].to_numpy(),
+                                            picks[:, 0], picks[:, 1])))
+
+    def segmentation() -> float:
+        split = patches["split"].to_numpy()
+        majority_pixel = np.bincount(masks[split == "train"].ravel()).argmax()
+        test_masks = masks[split == "test"]
+        return mean_iou(test_masks, np.full_like(test_masks, majority_pixel))[0]
+
+    levels = {
+        ("sv_landcover", "acc"): lambda: majority(street_views["landcover"].to_numpy(), sv_split),
+        ("sv_perception", "r2"): lambda: mean_r2(street_views[list(PERCEPTION)].to_numpy(),
+                                                 sv_split),
+        ("rs_landcover", "acc"): lambda: majority(patches["landcover"].to_numpy(),
+                                                  patches["split"]),
+        ("rs_segmentation", "miou"): segmentation,
+        ("loc_landcover", "acc"): lambda: majority(points["landcover"].to_numpy(),
+                                                   points["split"]),
+        ("fused_affluence", "r2"): lambda: mean_r2(street_views["affluence"].to_numpy(),
+                                                   sv_split),
+        ("retrieval", "r@1"): lambda: 1.0 / len(test),
+        ("geolocalisation", "median_km"): geolocalisation,
+    }
+    out: dict[str, dict[str, float]] = {}
+    for (task, metric), level in levels.items():
+        with np.errstate(all="ignore"):
+            try:
+                value = level()
+            except (ValueError, ZeroDivisionError):  # an empty split
+                continue
+        if np.isfinite(value):
+            out[task] = {metric: value}
+    return out
+
+
+
+def score_targets(features: np.ndarray, table: pd.DataFrame, targets: list[str],
+                  settings: SuiteSettings) -> dict[str, float]:
+    """A probe of ``targets`` of ``table`` (with a ``split`` column) from ``features``:
+    ridge regression when every target is numeric, else classification of the one target."""
+    numeric = all(pd.api.types.is_numeric_dtype(table[t]) for t in targets)
+    if numeric:
+        return _regression(features, table[targets].to_numpy(dtype=np.float64), table["split"],
+                           tuple(targets))
+    if len(targets) != 1:
+        raise ValueError(f"categorical targets are probed one at a time, got {targets}")
+    codes = pd.factorize(table[targets[0]], sort=True)[0]
+    return linear_and_knn(features, codes, table["split"], settings)

@@ -8,14 +8,7 @@ import optuna
 from matplotlib.figure import Figure
 from optuna.importance import PedAnovaImportanceEvaluator
 
-
-def _note(title: str, message: str) -> Figure:
-    figure = Figure(figsize=(6, 3.5), layout="constrained")
-    ax = figure.add_subplot()
-    ax.set_axis_off()
-    ax.set_title(title)
-    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
-    return figure
+from gair.reporting import note_figure
 
 
 def sweep_figures(study: optuna.Study, metric: str) -> tuple[Figure, Figure, Figure]:
@@ -34,12 +27,12 @@ def sweep_figures(study: optuna.Study, metric: str) -> tuple[Figure, Figure, Fig
         ("parallel coordinates", lambda: plots.plot_parallel_coordinate(study, target_name=metric)),
     ):
         if len(completed) < 2:
-            figures.append(_note(title, f"{len(completed)} completed trial(s): not enough to plot"))
+            figures.append(note_figure(title, f"{len(completed)} completed trial(s): not enough to plot"))
             continue
         try:
             ax = draw()
         except (ValueError, RuntimeError) as error:
-            figures.append(_note(title, str(error)))
+            figures.append(note_figure(title, str(error)))
             continue
         figure = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
         figure.set_size_inches(8, 4.5)

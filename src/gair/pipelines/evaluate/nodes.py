@@ -23,6 +23,7 @@ from gair.evaluation.sample_world_tasks import (
     street_view_targets,
 )
 from gair.parameters import EvaluateParams, PairParams, PretrainParams, with_overrides
+from gair.reporting import note_figure
 
 logger = logging.getLogger(__name__)
 
@@ -97,24 +98,29 @@ class EmbeddingsWriter:
     params: EvaluateParams
 
     def write(self, directory: Path) -> dict[str, Any]:
-        from gair.evaluation.embeddings import load_frozen, random_frozen
         from gair.evaluation.suite import embed_for_tasks
 
         gallery = location_gallery(self.tiles, self.params.tasks.gallery_spacing_m)
         for name, source in self.models.items():
-            if "checkpoint" in source:
-                frozen = load_frozen(Path(source["checkpoint"]), self.params.device)
-            else:
-                hparams = load_frozen(Path(source["like"]), "cpu").hparams
-                frozen = random_frozen(hparams, source["random_seed"], self.params.device)
             logger.info("Embedding with %s", name)
-            embed_for_tasks(frozen, self.shards_dir, self.patches, self.points, gallery,
-                            self.tiles, self.sentinel2_dir, self.patch_size,
+            embed_for_tasks(_load_model(source, self.params.device), self.shards_dir,
+                            self.patches, self.points, gallery, self.tiles,
+                            self.sentinel2_dir, self.patch_size,
                             self.params.batch_size).write(directory / name)
-        manifest = {name: {k: str(v) for k, v in source.items()}
+        manifest = {name: {k: v if isinstance(v, int) else str(v) for k, v in source.items()}
                     for name, source in self.models.items()}
         (directory / MODELS_MANIFEST).write_text(json.dumps(manifest, indent=1))
         return {"models": sorted(self.models)}
+
+
+def _load_model(source: dict[str, Any], device: str):
+    """A frozen model from a manifest entry: a checkpoint, or random weights shaped like one."""
+    from gair.evaluation.embeddings import load_frozen, random_frozen
+
+    if "checkpoint" in source:
+        return load_frozen(Path(source["checkpoint"]), device)
+    hparams = load_frozen(Path(source["like"]), "cpu").hparams
+    return random_frozen(hparams, int(source["random_seed"]), device)
 
 
 def embed_models(gair_checkpoint: Path, baselines_dir: Path, shards_dir: Path,
@@ -164,18 +170,97 @@ def score_models(embeddings_dir: Path, street_views: pd.DataFrame, patches: gpd.
     return results_table(per_model)
 
 
-def report_results(results: pd.DataFrame, params: EvaluateParams) -> tuple[dict, str, Figure]:
+def score_benchmarks(embeddings_dir: Path, params: EvaluateParams,
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The configured real benchmarks (none by default) for every model: results in the
+    long format (task ``bench_<name>``) and the rejects of their readers."""
+    from gair.evaluation import benchmarks as bench
+    from gair.evaluation.embeddings import embed_locations, stack
+    from gair.evaluation.suite import (
+        ModelEmbeddings,
+        SuiteSettings,
+        linear_and_knn,
+        results_table,
+        score_targets,
+    )
+    from gair.io.rejects import rejects_frame
+
+    config = params.benchmarks
+    settings = SuiteSettings(params.tasks.labels_per_class, params.tasks.points_seed)
+    manifest = json.loads((Path(embeddings_dir) / MODELS_MANIFEST).read_text())
+    per_model: dict[str, dict[str, dict[str, float]]] = {name: {} for name in manifest}
+    rejects = []
+    if config.eurosat_ms:
+        c = config.eurosat_ms
+        eurosat = bench.read_eurosat_ms(Path(c.path), max_per_class=c.max_per_class)
+        logger.info("EuroSAT-MS: %s", eurosat.report())
+        rejects.append(eurosat.rejects)
+        split = pd.Series(bench.random_splits(len(eurosat.labels), c.fractions, c.seed))
+        codes = pd.factorize(pd.Series(eurosat.labels), sort=True)[0]
+        for name, source in manifest.items():
+            frozen = _load_model(source, params.device)
+            pooled = np.concatenate([
+                frozen.encode_rs(eurosat.images[i : i + params.batch_size],
+                                 (eurosat.images[i : i + params.batch_size] != 0).all(axis=1))[1]
+                for i in range(0, len(codes), params.batch_size)])
+            per_model[name]["bench_eurosat_ms"] = linear_and_knn(pooled, codes, split, settings)
+    for key, reader in (("street_view_labels", bench.read_label_csvs),
+                        ("street_view_table", bench.read_street_view_table)):
+        c = getattr(config, key)
+        if not c:
+            continue
+        read = reader(Path(c.path), c.targets)
+        logger.info("%s: %s", key, read.report())
+        rejects.append(read.rejects)
+        for name in manifest:
+            pairs = ModelEmbeddings.read(Path(embeddings_dir) / name).pairs
+            table = read.accepted.merge(pairs[["uuid", "split", "sv"]], on="uuid", how="inner")
+            if name == next(iter(manifest)):
+                unpaired = read.accepted.loc[~read.accepted["uuid"].isin(pairs["uuid"]), "uuid"]
+                rejects.append(rejects_frame({"stage": f"benchmark/{key}", "item": u,
+                                              "reason": "street view not paired"}
+                                             for u in unpaired))
+            per_model[name][f"bench_{key}"] = score_targets(stack(table, "sv"), table,
+                                                            c.targets, settings)
+    if config.points:
+        c = config.points
+        read = bench.read_points_table(Path(c.path), c.targets)
+        logger.info("points: %s", read.report())
+        rejects.append(read.rejects)
+        points = read.accepted.copy()
+        if "split" not in points:
+            points["split"] = bench.block_splits(points["lat"], points["lon"], c.block_deg,
+                                                 c.fractions, c.seed)
+        for name, source in manifest.items():
+            features = embed_locations(_load_model(source, params.device),
+                                       points[["lat", "lon"]].to_numpy())
+            per_model[name]["bench_points"] = score_targets(features, points, c.targets,
+                                                            settings)
+    all_rejects = pd.concat(rejects, ignore_index=True) if rejects else rejects_frame()
+    return results_table(per_model), all_rejects
+
+
+def report_results(results: pd.DataFrame, benchmark_results: pd.DataFrame,
+                   params: EvaluateParams) -> tuple[dict, str, Figure]:
     """``metrics.json`` (flat, for DVC), the Markdown results table and the bar chart."""
-    from gair.evaluation.report import bar_chart, flat_metrics, markdown_table, seed_comparison
+    from gair.evaluation.report import (
+        bar_chart,
+        benchmark_table,
+        flat_metrics,
+        markdown_table,
+        seed_comparison,
+    )
 
     models = [m for m in results["model"].unique() if m != "chance"]
     scored = results[results["model"] != "chance"]
     chance = {r.task: r.value for r in results[results["model"] == "chance"].itertuples()}
     comparison = seed_comparison(scored, params.gair_models(), params.random_models())
-    metrics = flat_metrics(results)
+    metrics = flat_metrics(pd.concat([results, benchmark_results], ignore_index=True))
     metrics["eval/summary/gair_beats_random"] = int(comparison["gair_wins"].sum())
     metrics["eval/summary/downstream_tasks"] = len(comparison)
     table = markdown_table(scored, models, params.gair_models(), params.random_models(), chance)
+    if len(benchmark_results):
+        table += "\n" + benchmark_table(benchmark_results)
     logger.info("Evaluation:\n%s", table)
     return metrics, table, bar_chart(scored, models)
 
@@ -190,6 +275,8 @@ def plot_retrieval_examples(embeddings_dir: Path, shards_dir: Path,
 
     pairs = ModelEmbeddings.read(Path(embeddings_dir) / params.gair_models()[0]).pairs
     test = pairs[pairs["split"] == "test"].reset_index(drop=True)
+    if test.empty or params.retrieval_examples == 0:
+        return note_figure("Retrieval examples", "no test street views to show")
     samples = pd.read_parquet(Path(shards_dir) / SAMPLES_TABLE, columns=["uuid", "shard"])
     wanted = set(test["uuid"])
     images, patches = {}, {}
@@ -215,6 +302,8 @@ def plot_geolocalisation(embeddings_dir: Path, params: EvaluateParams) -> Figure
 
     embeddings = ModelEmbeddings.read(Path(embeddings_dir) / params.gair_models()[0])
     test = embeddings.pairs[embeddings.pairs["split"] == "test"]
+    if test.empty:
+        return note_figure("Geolocalisation", "no test street views to place")
     true = test[["lat", "lon"]].to_numpy()
     _, predicted, errors = geolocalise(
         stack(test, "sv"), stack(embeddings.gallery, "location"),

@@ -9,6 +9,7 @@ from .nodes import (
     prepare_tasks,
     pretrain_baselines,
     report_results,
+    score_benchmarks,
     score_models,
 )
 
@@ -32,7 +33,9 @@ def create_pipeline(**kwargs) -> Pipeline:
                  ["evaluation_embeddings", "eval_street_views", "eval_patches", "eval_points",
                   "sentinel2_tiles", "sample_world_truth", "params:evaluate", "params:pair"],
                  "evaluation_results", name="score_models_node"),
-            Node(report_results, ["evaluation_results", "params:evaluate"],
+            Node(score_benchmarks, ["evaluation_embeddings", "params:evaluate"],
+                 ["benchmark_results", "benchmark_rejects"], name="score_benchmarks_node"),
+            Node(report_results, ["evaluation_results", "benchmark_results", "params:evaluate"],
                  ["metrics", "evaluation_table", "evaluation_chart"], name="report_results_node"),
             Node(plot_retrieval_examples,
                  ["evaluation_embeddings", "training_shards", "params:evaluate"],
