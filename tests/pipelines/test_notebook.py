@@ -19,6 +19,8 @@ def test_exploration_notebook_executes(run, monkeypatch):
     outputs = [o for cell in notebook.cells for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
-    assert "rank of the true patch" in text
+    assert "rank of the true patch" in text and "evaluation results:" in text
+    markdown = [o for o in outputs if "text/markdown" in o.get("data", {})]
+    assert markdown and "GAIR beats random weights" in markdown[0]["data"]["text/markdown"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 3, "the map, the street view with its patch, the neighbours"
