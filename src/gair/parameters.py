@@ -253,3 +253,12 @@ class EvaluateParams(_Strict):
 
     def random_models(self) -> list[str]:
         return [f"random_s{s}" for s in self.seeds]
+
+
+class EmbedParams(_Strict):
+    """The ``embed`` pipeline (``parameters_embed.yml``)."""
+
+    lat_column: str = "lat"
+    lon_column: str = "lon"
+    device: str = "cpu"
+    batch_size: int = Field(default=64, ge=1)

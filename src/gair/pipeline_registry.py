@@ -3,7 +3,7 @@
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
-ON_REQUEST = ("sweep",)
+ON_REQUEST = ("sweep", "embed")
 """Pipelines left out of ``__default__``: run them by name (``--pipelines sweep``)."""
 
 

@@ -65,7 +65,7 @@ def run(tmp_path_factory, small_world):
     configure_project("gair")
     with KedroSession.create(project_path=PROJECT_ROOT, conf_source=str(conf)) as session:
         session.run(pipeline_names=["sample_world", "ingest", "pair", "pretrain", "evaluate",
-                                    "sweep"])
+                                    "embed", "sweep"])
     return tmp / "data"
 
 

@@ -10,7 +10,6 @@ GeoDataFrames with one array column per kind, written to GeoParquet as list colu
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,65 +19,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from gair.embed.model import FrozenGAIR
 from gair.io.sentinel2 import band_map_of, read_patch
 from gair.io.shards import SAMPLES_TABLE, read_shard
-from gair.model import GAIR, GAIRConfig
-from gair.training.data import PairTransform
 
 PAIR_EMBEDDINGS = ("sv", "rs_query", "rs_global", "location")
 """Embedding columns of :func:`embed_pairs`, as ``GAIR.forward`` names them."""
-
-
-@dataclass
-class FrozenGAIR:
-    """A GAIR model in eval mode with the transform its training used."""
-
-    model: GAIR
-    transform: PairTransform
-    hparams: dict[str, Any]
-    device: torch.device
-
-    @torch.no_grad()
-    def encode_rs(self, reflectance: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Token grids [N, C, h, w] and global embeddings [N, D] of RS patches given as
-        reflectance x 10000 [N, 10, S, S] with validity masks [N, S, S]."""
-        rs = torch.stack([self.transform.rs(r, v) for r, v in zip(reflectance, valid, strict=True)])
-        grid, pooled = self.model.encode_rs(rs.to(self.device))
-        return grid.float().cpu().numpy(), pooled.float().cpu().numpy()
-
-    @torch.no_grad()
-    def encode_locations(self, latlon: np.ndarray) -> np.ndarray:
-        """Location embeddings [N, D] of (lat, lon) in degrees [N, 2]."""
-        x = torch.as_tensor(np.asarray(latlon, dtype=np.float32), device=self.device)
-        return self.model.encode_location(x).float().cpu().numpy()
-
-
-def _frozen(hparams: dict[str, Any], state_dict: dict[str, torch.Tensor] | None,
-            device: str | torch.device) -> FrozenGAIR:
-    model = GAIR(GAIRConfig(**hparams["model"]))
-    if state_dict is not None:
-        model.load_state_dict(state_dict)
-    config = model.config
-    transform = PairTransform(config.rs_encoder["img_size"], config.sv_encoder["img_size"],
-                              hparams["band_mean"], hparams["band_std"], train=False)
-    device = torch.device(device)
-    return FrozenGAIR(model.to(device).eval(), transform, hparams, device)
-
-
-def load_frozen(checkpoint: Path, device: str | torch.device = "cpu") -> FrozenGAIR:
-    """The GAIR model of a pretraining checkpoint, frozen, with its input transform."""
-    content = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    state = {k.removeprefix("model."): v for k, v in content["state_dict"].items()
-             if k.startswith("model.")}
-    return _frozen(content["hyper_parameters"], state, device)
-
-
-def random_frozen(hparams: dict[str, Any], seed: int,
-                  device: str | torch.device = "cpu") -> FrozenGAIR:
-    """GAIR with the architecture and preprocessing of ``hparams`` and random weights."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return _frozen(hparams, None, device)
 
 
 def _batches(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
@@ -157,12 +103,3 @@ def embed_patches(frozen: FrozenGAIR, patches: pd.DataFrame, tiles: pd.DataFrame
     return np.concatenate(pooled), np.concatenate(grids)
 
 
-def embed_locations(frozen: FrozenGAIR, latlon: np.ndarray, batch_size: int = 8192) -> np.ndarray:
-    """Location embeddings [N, D] of (lat, lon) in degrees [N, 2] (batched)."""
-    latlon = np.asarray(latlon, dtype=np.float32)
-    if len(latlon) and (np.abs(latlon[:, 0]) > 90).any():
-        raise ValueError("latitude outside [-90, 90]: coordinates must be (lat, lon)")
-    parts = [frozen.encode_locations(latlon[i : i + batch_size])
-             for i in range(0, len(latlon), batch_size)]
-    return np.concatenate(parts) if parts else np.zeros((0, frozen.model.config.embed_dim),
-                                                         np.float32)

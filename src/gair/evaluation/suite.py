@@ -17,13 +17,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from gair.evaluation.embeddings import (
-    FrozenGAIR,
-    embed_locations,
-    embed_pairs,
-    embed_patches,
-    stack,
-)
+from gair.embed.model import FrozenGAIR
+from gair.evaluation.embeddings import embed_pairs, embed_patches, stack
 from gair.evaluation.probes import (
     EmptySplitError,
     Labelled,
@@ -113,11 +108,11 @@ def embed_for_tasks(frozen: FrozenGAIR, shards_dir: Path, patches: gpd.GeoDataFr
     return ModelEmbeddings(
         pairs=embed_pairs(frozen, shards_dir, batch_size),
         patches=_with_column(_with_column(patches, "rs_global", pooled), "location",
-                             embed_locations(frozen, centres)),
+                             frozen.encode_locations(centres)),
         tokens=tokens.astype(np.float16),  # token grids are large; half precision is plenty
-        points=_with_column(points, "location", embed_locations(
-            frozen, points[["lat", "lon"]].to_numpy())),
-        gallery=_with_column(gallery, "location", embed_locations(frozen, gallery_latlon)),
+        points=_with_column(points, "location",
+                            frozen.encode_locations(points[["lat", "lon"]].to_numpy())),
+        gallery=_with_column(gallery, "location", frozen.encode_locations(gallery_latlon)),
     )
 
 

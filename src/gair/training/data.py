@@ -16,11 +16,8 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torchvision.transforms.v2 import functional as TF
 
+from gair.contract import SV_MEAN, SV_STD
 from gair.io.shards import SAMPLES_TABLE, read_shard
-
-# Street-view normalisation of the official code (0-255 scale).
-SV_MEAN = (135.47, 142.29, 145.12)
-SV_STD = (59.20, 59.35, 72.02)
 
 
 def _rank_and_world() -> tuple[int, int]:
@@ -131,12 +128,13 @@ class PairTransform:
     """
 
     def __init__(self, rs_size: int, sv_size: int, band_mean: Sequence[float],
-                 band_std: Sequence[float], train: bool) -> None:
+                 band_std: Sequence[float], train: bool, sv_mean: Sequence[float] = SV_MEAN,
+                 sv_std: Sequence[float] = SV_STD) -> None:
         self.rs_size, self.sv_size, self.train = rs_size, sv_size, train
         self.mean = torch.tensor(band_mean, dtype=torch.float32)[:, None, None]
         self.std = torch.tensor(band_std, dtype=torch.float32)[:, None, None]
-        self.sv_mean = torch.tensor(SV_MEAN)[:, None, None]
-        self.sv_std = torch.tensor(SV_STD)[:, None, None]
+        self.sv_mean = torch.tensor(sv_mean)[:, None, None]
+        self.sv_std = torch.tensor(sv_std)[:, None, None]
 
     def rs(self, reflectance: np.ndarray, valid: np.ndarray) -> torch.Tensor:
         x = (torch.from_numpy(reflectance.astype(np.float32)) - self.mean) / self.std

@@ -22,6 +22,7 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
+from gair.io.shards import read_shard
 from gair.parameters import PretrainParams
 from gair.training.data import PairsDataModule, band_statistics
 from gair.training.system import GAIRPretraining
@@ -82,6 +83,7 @@ def run_pretraining(spec: dict[str, Any], callbacks: list | None = None) -> dict
     table = pd.read_parquet(samples, columns=["split", "shard"])
     train_shards = sorted({shards_dir / s for s in table.loc[table["split"] == "train", "shard"]})
     band_mean, band_std = band_statistics(train_shards, data_cfg["band_stats_samples"])
+    patch_size = next(read_shard(train_shards[0]))["rs"].shape[-1]
     model_cfg = params["model"]
     datamodule = PairsDataModule(
         str(shards_dir), data_cfg["batch_size"], model_cfg["rs_encoder"]["img_size"],
@@ -91,7 +93,7 @@ def run_pretraining(spec: dict[str, Any], callbacks: list | None = None) -> dict
     system = GAIRPretraining(
         model=model_cfg, loss=params["loss"], band_mean=band_mean, band_std=band_std,
         accumulate_grad_batches=trainer_cfg.get("accumulate_grad_batches", 1),
-        seed=params["seed"], **params["optimizer"],
+        seed=params["seed"], patch_size_px=int(patch_size), **params["optimizer"],
     )
     accelerator = trainer_cfg.pop("accelerator", "auto")
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",

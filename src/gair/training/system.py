@@ -9,6 +9,7 @@ import lightning as L
 import torch
 import torch.distributed as dist
 
+from gair.contract import CONTRACT_KEY, PreprocessingContract
 from gair.evaluation.retrieval import retrieval_metrics
 from gair.model import GAIR, GAIRConfig, GAIRLoss, LossConfig
 from gair.model.losses import gather_no_grad
@@ -26,12 +27,20 @@ class GAIRPretraining(L.LightningModule):
                  weight_decay: float = 0.05, betas: tuple[float, float] = (0.9, 0.95),
                  warmup_epochs: float = 1.0, min_lr: float = 0.0,
                  band_mean: list[float] | None = None, band_std: list[float] | None = None,
-                 accumulate_grad_batches: int = 1, seed: int = 0) -> None:
+                 accumulate_grad_batches: int = 1, seed: int = 0,
+                 patch_size_px: int | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = GAIR(GAIRConfig(**model))
         self.loss = GAIRLoss(LossConfig(**loss))
         self._val: list[dict[str, torch.Tensor]] = []
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Every checkpoint carries its preprocessing contract (read by ``gair.load_model``)."""
+        hp = self.hparams
+        if hp.band_mean is not None and hp.patch_size_px is not None:
+            checkpoint[CONTRACT_KEY] = PreprocessingContract.for_training(
+                hp.band_mean, hp.band_std, hp.patch_size_px, hp.model).to_dict()
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         return self.model(batch["rs"], batch["sv"], batch["query"], batch["latlon"])

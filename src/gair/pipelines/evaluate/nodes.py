@@ -115,12 +115,11 @@ class EmbeddingsWriter:
 
 def _load_model(source: dict[str, Any], device: str):
     """A frozen model from a manifest entry: a checkpoint, or random weights shaped like one."""
-    from gair.evaluation.embeddings import load_frozen, random_frozen
+    from gair.embed import load_model, random_like
 
     if "checkpoint" in source:
-        return load_frozen(Path(source["checkpoint"]), device)
-    hparams = load_frozen(Path(source["like"]), "cpu").hparams
-    return random_frozen(hparams, int(source["random_seed"]), device)
+        return load_model(Path(source["checkpoint"]), device)
+    return random_like(load_model(Path(source["like"]), device), int(source["random_seed"]))
 
 
 def embed_models(gair_checkpoint: Path, baselines_dir: Path, shards_dir: Path,
@@ -175,7 +174,7 @@ def score_benchmarks(embeddings_dir: Path, params: EvaluateParams,
     """The configured real benchmarks (none by default) for every model: results in the
     long format (task ``bench_<name>``) and the rejects of their readers."""
     from gair.evaluation import benchmarks as bench
-    from gair.evaluation.embeddings import embed_locations, stack
+    from gair.evaluation.embeddings import stack
     from gair.evaluation.suite import (
         ModelEmbeddings,
         SuiteSettings,
@@ -232,8 +231,8 @@ def score_benchmarks(embeddings_dir: Path, params: EvaluateParams,
             points["split"] = bench.block_splits(points["lat"], points["lon"], c.block_deg,
                                                  c.fractions, c.seed)
         for name, source in manifest.items():
-            features = embed_locations(_load_model(source, params.device),
-                                       points[["lat", "lon"]].to_numpy())
+            features = _load_model(source, params.device).encode_locations(
+                points[["lat", "lon"]].to_numpy())
             per_model[name]["bench_points"] = score_targets(features, points, c.targets,
                                                             settings)
     all_rejects = pd.concat(rejects, ignore_index=True) if rejects else rejects_frame()
