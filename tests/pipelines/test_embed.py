@@ -9,11 +9,14 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
+import rasterio
 
 import gair
+from gair.contract import ContractError
 from gair.embed import embed_locations, embed_rs_at_points, embed_rs_patches, embed_street_views
 from gair.evaluation.embeddings import stack
 from gair.evaluation.suite import ModelEmbeddings
+from gair.io.sentinel2 import L2A_BANDS
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +57,16 @@ def test_street_views_and_rs_patch_files(run, model, tmp_path):
     patches = embed_rs_patches(model, tiles[:2], boa_add_offset=-1000)
     assert len(patches) == 2 and patches.crs.to_epsg() == 4326
     assert stack(patches, "rs_global").shape == (2, model.model.rs_encoder.embed_dim)
+
+    with rasterio.open(tiles[0]) as src:
+        profile, dn = src.profile, src.read()
+    reflectance = tmp_path / "reflectance.tif"
+    with rasterio.open(reflectance, "w", **(profile | {"dtype": "float32"})) as dst:
+        dst.write((dn.astype(np.float32) - 1000) / 10000)
+    with pytest.raises(ContractError, match=r"reflectance in \[0, 1\]"):
+        embed_rs_patches(model, [reflectance])
+    with pytest.raises(ContractError, match="12 bands where the band order names 13"):
+        embed_rs_patches(model, tiles[:1], band_order=[*L2A_BANDS, "B10"])
 
 
 @pytest.mark.slow

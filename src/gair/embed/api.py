@@ -103,7 +103,12 @@ def embed_rs_patches(model: FrozenGAIR, geotiffs: Sequence[str | Path],
             if abs(abs(src.transform.a) - rs.ground_resolution_m) > 0.01 * rs.ground_resolution_m:
                 raise ContractError(f"{path}: {abs(src.transform.a)} m pixels where "
                                     f"{rs.ground_resolution_m} m are expected")
-            reflectance, ok = to_reflectance(src.read(pick), boa_add_offset)
+            raw = src.read(pick)
+            if raw.dtype.kind == "f":  # digital numbers are integers; refuse what is not
+                rs.check(raw)
+                raise ContractError(f"{path}: {raw.dtype} values where uint16 digital "
+                                    "numbers are expected")
+            reflectance, ok = to_reflectance(raw, boa_add_offset)
             x, y = src.xy(src.height / 2 - 0.5, src.width / 2 - 0.5)
             lon, lat = rasterio.warp.transform(src.crs, "EPSG:4326", [x], [y])
         patches.append(reflectance)
