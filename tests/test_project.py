@@ -119,7 +119,7 @@ def test_kedro_cli_lists_the_pipelines(project):
 
 def test_ruff_is_clean(project):
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "src", "tests", "benchmarks"], cwd=project,
+        [sys.executable, "-m", "ruff", "check", "src", "tests", "benchmarks", "notebooks"], cwd=project,
         capture_output=True, text=True, check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
