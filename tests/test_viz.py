@@ -35,7 +35,7 @@ def test_viz_site_shows_the_pipelines_in_headless_chromium(tmp_path):
                    capture_output=True)
     build = project / "build"
     assert {p.name for p in (build / "api" / "pipelines").iterdir()} >= {
-        "__default__", "sample_world", "ingest", "pair", "pretrain", "sweep"}
+        "__default__", "sample_world", "ingest", "pair", "pretrain", "evaluate", "embed", "sweep"}
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind",
                                "127.0.0.1", "-d", str(build)],
@@ -50,5 +50,6 @@ def test_viz_site_shows_the_pipelines_in_headless_chromium(tmp_path):
         server.terminate()
         server.wait()
     for node in ("build_sample_world_node", "ingest_street_views_node", "plan_pairs_node",
-                 "extract_training_shards_node", "pretrain_gair_node"):
+                 "extract_training_shards_node", "pretrain_gair_node", "score_models_node",
+                 "report_results_node"):
         assert node in dom, f"{node} is not on the rendered page"
