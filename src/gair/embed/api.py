@@ -2,8 +2,9 @@
 
 Every function takes a :class:`~gair.embed.FrozenGAIR` (``gair.load_model(path)``),
 checks its inputs against the checkpoint's preprocessing contract, runs in batches with a
-progress bar on the model's device, and returns a GeoDataFrame (EPSG:4326) with one array
-column per embedding; :func:`write_geoparquet` writes one atomically. Coordinates are
+progress bar on the model's device, and returns a table with one array column per embedding
+(a GeoDataFrame in EPSG:4326 where the rows have places; street views from files have none);
+:func:`write_geoparquet` writes one atomically. Coordinates are
 always (lat, lon) in degrees, in that order.
 """
 
