@@ -25,13 +25,7 @@ from tqdm.auto import tqdm
 from gair.contract import ContractError
 from gair.embed.model import FrozenGAIR
 from gair.geo.pairing import pair_points
-from gair.io.sentinel2 import (
-    L2A_BANDS,
-    band_map_of,
-    read_patch,
-    read_tile_index,
-    to_reflectance,
-)
+from gair.io.sentinel2 import L2A_BANDS, read_patch, read_tile_index, tile_records, to_reflectance
 
 
 def _latlon(table: pd.DataFrame | np.ndarray, lat: str, lon: str) -> np.ndarray:
@@ -126,6 +120,30 @@ def embed_rs_patches(model: FrozenGAIR, geotiffs: Sequence[str | Path],
                            "rs_global": _arrays(np.concatenate(pooled)) if pooled else []})
 
 
+def encode_tile_patches(model: FrozenGAIR, patches: pd.DataFrame, tiles: pd.DataFrame,
+                        sentinel2_dir: str | Path, patch_size: int,
+                        batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Token grids [N, C, h, w] and global embeddings [N, D] of square patches of tiles.
+
+    ``patches`` has ``tile_id``, ``row_off`` and ``col_off`` (the patch's first pixel);
+    ``tiles`` is the ingest tile index. Patches are cut with the pairing step's reader, so
+    they match the training patches exactly.
+    """
+    records = tile_records(tiles)
+    rows = list(patches[["tile_id", "row_off", "col_off"]].itertuples(index=False))
+    if not rows:
+        raise ValueError("no patches to embed")
+    grids, pooled = [], []
+    for start in tqdm(range(0, len(rows), batch_size), desc="embed RS patches", unit="batch",
+                      disable=None):
+        read = [read_patch(sentinel2_dir, records[t], int(r), int(c), patch_size)
+                for t, r, c in rows[start : start + batch_size]]
+        grid, glob = model.encode_rs(np.stack([r for r, _ in read]), np.stack([v for _, v in read]))
+        grids.append(grid)
+        pooled.append(glob)
+    return np.concatenate(grids), np.concatenate(pooled)
+
+
 def embed_rs_at_points(model: FrozenGAIR, table: pd.DataFrame | np.ndarray,
                        sentinel2_dir: str | Path, tiles: pd.DataFrame | None = None,
                        lat: str = "lat", lon: str = "lon", band_order: Sequence[str] = L2A_BANDS,
@@ -146,20 +164,14 @@ def embed_rs_at_points(model: FrozenGAIR, table: pd.DataFrame | np.ndarray,
                                 processing_baseline=processing_baseline, verify="header").tiles
     size = model.contract.rs.patch_size_px
     placed = pair_points(latlon[:, 0], latlon[:, 1], tiles, size, 1.0, {"all": 1.0}, 0)
-    records = {r["tile_id"]: r | {"band_map": band_map_of(r)}
-               for r in tiles.drop(columns="geometry").to_dict("records")}
     inside = np.flatnonzero(placed["tile_id"].notna().to_numpy())
     rs_global = np.full((len(latlon),), None, dtype=object)
     rs_query = np.full((len(latlon),), None, dtype=object)
-    for start in tqdm(range(0, len(inside), batch_size), desc="embed RS at points",
-                      unit="batch", disable=None):
-        rows = placed.iloc[inside[start : start + batch_size]]
-        read = [read_patch(root, records[t], int(r), int(c), size) for t, r, c in
-                rows[["tile_id", "row_off", "col_off"]].itertuples(index=False)]
-        grid, glob = model.encode_rs(np.stack([r for r, _ in read]), np.stack([v for _, v in read]))
+    if len(inside):
+        rows = placed.iloc[inside]
+        grid, glob = encode_tile_patches(model, rows, tiles, root, size, batch_size)
         query = model.query_rs(grid, rows[["qx", "qy"]].to_numpy(np.float32))
-        for n, index in enumerate(inside[start : start + batch_size]):
-            rs_global[index], rs_query[index] = glob[n], query[n]
+        rs_global[inside], rs_query[inside] = list(glob), list(query)
     columns = {"tile_id": placed["tile_id"], "patch_id": placed["patch_id"],
                "qx": placed["qx"], "qy": placed["qy"], "rs_global": list(rs_global),
                "rs_query": list(rs_query), "location": list(locations["location"])}
@@ -179,5 +191,11 @@ def write_geoparquet(frame: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-__all__ = ["embed_locations", "embed_rs_at_points", "embed_rs_patches",
-           "embed_street_views", "write_geoparquet"]
+__all__ = [
+    "embed_locations",
+    "embed_rs_at_points",
+    "embed_rs_patches",
+    "embed_street_views",
+    "encode_tile_patches",
+    "write_geoparquet",
+]

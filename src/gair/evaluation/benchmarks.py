@@ -22,7 +22,7 @@ from rasterio.errors import RasterioError
 
 from gair.io.rejects import InputConfigurationError, ReadResult, rejects_frame
 from gair.io.sentinel2 import GAIR_BANDS
-from gair.io.streetscapes import SAFE_UUID
+from gair.io.streetscapes import SAFE_UUID, numbers_if_all
 
 EUROSAT_BANDS: tuple[str, ...] = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08",
                                   "B09", "B10", "B11", "B12", "B8A")
@@ -98,18 +98,9 @@ def read_label_csvs(directory: Path, labels: Sequence[str]) -> ReadResult:
         path = directory / f"{label}.csv"
         if not path.is_file():
             raise InputConfigurationError(f"{path}: label file missing")
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-        for column in ("uuid", label):
-            if column not in table.columns:
-                raise InputConfigurationError(f"{path}: required column missing: {column}")
-        bad = _bad_rows(table, "uuid", [label])
-        rejects += [{"file": path.name, "row": i + 1, "item": table.loc[i, "uuid"],
-                     "reason": reason} for i, reason in bad.items()]
-        kept = table.drop(index=list(bad))[["uuid", label]]
-        numeric = pd.to_numeric(kept[label], errors="coerce")
-        if numeric.notna().all():
-            kept[label] = numeric
-        tables.append(kept.set_index("uuid"))
+        kept, bad = _read_targets_table(path, ("uuid",), [label], "uuid", "benchmark/labels")
+        rejects += bad
+        tables.append(kept[["uuid", label]].set_index("uuid"))
     joined = pd.concat(tables, axis=1, join="outer")
     complete = joined.notna().all(axis=1)
     rejects += [{"file": "", "item": uuid, "reason": "missing labels",
@@ -148,9 +139,7 @@ def _read_targets_table(path: Path, required: Sequence[str], targets: Sequence[s
                for i, reason in bad.items()]
     kept = table.drop(index=list(bad))
     for column in targets:
-        numeric = pd.to_numeric(kept[column], errors="coerce")
-        if numeric.notna().all():
-            kept[column] = numeric
+        kept[column] = numbers_if_all(kept[column])
     return kept, rejects
 
 

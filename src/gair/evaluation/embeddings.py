@@ -1,11 +1,6 @@
-"""Frozen GAIR embeddings: street views, global and NILI-queried RS, RS token grids, locations.
-
-:func:`load_frozen` rebuilds a model and its input transform from a pretraining checkpoint
-(read with ``weights_only=True``: no unpickling of code); :func:`random_frozen` builds the
-same architecture and preprocessing with random weights (the baseline). The ``embed_*``
-functions run a frozen model in batches without gradients. Tables of embeddings are
-GeoDataFrames with one array column per kind, written to GeoParquet as list columns.
-"""
+"""Embeddings of the training pairs (as the shards hold them) with a frozen GAIR
+(``gair.load_model``), batched, without gradients. Tables of embeddings are GeoDataFrames
+with one array column per kind, written to GeoParquet as list columns."""
 
 from __future__ import annotations
 
@@ -20,7 +15,6 @@ import torch
 from tqdm.auto import tqdm
 
 from gair.embed.model import FrozenGAIR
-from gair.io.sentinel2 import band_map_of, read_patch
 from gair.io.shards import SAMPLES_TABLE, read_shard
 
 PAIR_EMBEDDINGS = ("sv", "rs_query", "rs_global", "location")
@@ -74,32 +68,3 @@ def embed_pairs(frozen: FrozenGAIR, shards_dir: Path, batch_size: int = 64) -> g
     table = table.sort_values("uuid", kind="stable").reset_index(drop=True)
     return gpd.GeoDataFrame(table, geometry=gpd.points_from_xy(table["lon"], table["lat"]),
                             crs="EPSG:4326")
-
-
-def embed_patches(frozen: FrozenGAIR, patches: pd.DataFrame, tiles: pd.DataFrame,
-                  sentinel2_dir: Path, patch_size: int,
-                  batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Global embeddings [N, D] and token grids [N, C, h, w] of RS patches.
-
-    ``patches`` has ``tile_id``, ``row_off`` and ``col_off`` (the patch's first pixel in
-    the tile); ``tiles`` is the ingest tile index. Patches are cut with the pairing
-    step's reader, so they match the training patches exactly.
-    """
-    records = {r["tile_id"]: r | {"band_map": band_map_of(r)}
-               for r in pd.DataFrame(tiles).drop(columns="geometry", errors="ignore")
-               .to_dict("records")}
-    grids, pooled = [], []
-    rows = patches[["tile_id", "row_off", "col_off"]].itertuples(index=False)
-    with tqdm(total=len(patches), desc="embed patches", unit="patch", disable=None) as progress:
-        for batch in _batches(rows, batch_size):
-            read = [read_patch(sentinel2_dir, records[t], r, c, patch_size) for t, r, c in batch]
-            grid, glob = frozen.encode_rs(np.stack([r for r, _ in read]),
-                                          np.stack([v for _, v in read]))
-            grids.append(grid)
-            pooled.append(glob)
-            progress.update(len(batch))
-    if not grids:
-        raise ValueError("no patches to embed")
-    return np.concatenate(pooled), np.concatenate(grids)
-
-

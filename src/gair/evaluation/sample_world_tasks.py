@@ -56,9 +56,7 @@ class SpatialSplit:
     def of_points(self, grid: TileGrid, tile: np.ndarray, col: np.ndarray,
                   row: np.ndarray) -> np.ndarray:
         """Split of points given by tile index and fractional pixel position."""
-        t = grid.transforms[tile]
-        x = t[:, 2] + t[:, 0] * col + t[:, 1] * row
-        y = t[:, 5] + t[:, 3] * col + t[:, 4] * row
+        x, y = _pixel_to_native(grid, tile, col, row)
         return self.of_blocks(spatial_blocks(grid.crs_index[tile], x, y, self.block_km * 1000))
 
 
@@ -73,11 +71,16 @@ def read_truth(truth_dir: Path, kind: str, tile_id: str, row_off: int = 0, col_o
         return src.read(band, window=window)
 
 
+def _pixel_to_native(grid: TileGrid, tile: np.ndarray, col: np.ndarray,
+                     row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) in each tile's own CRS of fractional pixel positions (col, row)."""
+    t = grid.transforms[tile]
+    return t[:, 2] + t[:, 0] * col + t[:, 1] * row, t[:, 5] + t[:, 3] * col + t[:, 4] * row
+
+
 def _pixel_to_latlon(grid: TileGrid, tile: np.ndarray, col: np.ndarray,
                      row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    t = grid.transforms[tile]
-    x = t[:, 2] + t[:, 0] * col + t[:, 1] * row
-    y = t[:, 5] + t[:, 3] * col + t[:, 4] * row
+    x, y = _pixel_to_native(grid, tile, col, row)
     lon, lat = transform_grouped(x, y, grid.crs_index[tile], grid.crs_codes, inverse=True)
     return lat, lon
 

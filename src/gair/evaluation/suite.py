@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from gair.embed.api import encode_tile_patches
 from gair.embed.model import FrozenGAIR
-from gair.evaluation.embeddings import embed_pairs, embed_patches, stack
+from gair.evaluation.embeddings import embed_pairs, stack
 from gair.evaluation.probes import (
     EmptySplitError,
     Labelled,
@@ -100,7 +101,8 @@ def embed_for_tasks(frozen: FrozenGAIR, shards_dir: Path, patches: gpd.GeoDataFr
                     points: gpd.GeoDataFrame, gallery_latlon: np.ndarray, tiles: pd.DataFrame,
                     sentinel2_dir: Path, patch_size: int, batch_size: int) -> ModelEmbeddings:
     """All the embeddings the suite needs from one frozen model."""
-    pooled, tokens = embed_patches(frozen, patches, tiles, sentinel2_dir, patch_size, batch_size)
+    tokens, pooled = encode_tile_patches(frozen, patches, tiles, sentinel2_dir, patch_size,
+                                         batch_size)
     centres = patches.geometry.get_coordinates()[["y", "x"]].to_numpy()  # (lat, lon)
     gallery = gpd.GeoDataFrame(
         {"lat": gallery_latlon[:, 0], "lon": gallery_latlon[:, 1]},

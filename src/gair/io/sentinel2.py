@@ -277,6 +277,13 @@ def band_map_of(record: dict[str, Any]) -> dict[str, list]:
     return json.loads(band_map) if isinstance(band_map, str) else band_map
 
 
+def tile_records(tiles: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Tile index rows by ``tile_id``, band maps parsed once (not once per patch read)."""
+    return {r["tile_id"]: r | {"band_map": band_map_of(r)}
+            for r in pd.DataFrame(tiles).drop(columns="geometry", errors="ignore")
+            .to_dict("records")}
+
+
 def read_window(root: Path, record: dict[str, Any], window: Window,
                 bands: Sequence[str] = GAIR_BANDS) -> np.ndarray:
     """Digital numbers (len(bands), h, w) uint16 of a tile window on its 10 m grid.

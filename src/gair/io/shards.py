@@ -27,7 +27,7 @@ from rasterio.errors import RasterioError
 from tqdm.auto import tqdm
 
 from gair.io.rejects import rejects_frame
-from gair.io.sentinel2 import GAIR_BANDS, band_map_of, read_patch
+from gair.io.sentinel2 import GAIR_BANDS, read_patch, tile_records
 
 logger = logging.getLogger(__name__)
 
@@ -177,9 +177,7 @@ def extract_shards(candidates: pd.DataFrame, tiles: pd.DataFrame, sentinel2_dir:
     ``workers`` processes with a progress bar.
     """
     ordered = candidates.sort_values(["split", "tile_id", "patch_id", "uuid"], kind="stable")
-    # Band maps parsed once here, not once per patch read.
-    tile_records = {r["tile_id"]: r | {"band_map": band_map_of(r)} for r in
-                    tiles.drop(columns="geometry").to_dict("records")}
+    tile_by_id = tile_records(tiles)
     tasks = []
     for split, part in ordered.groupby("split", sort=True):
         for index, start in enumerate(range(0, len(part), samples_per_shard)):
@@ -187,7 +185,7 @@ def extract_shards(candidates: pd.DataFrame, tiles: pd.DataFrame, sentinel2_dir:
             tasks.append({
                 "shard": SHARD_PATTERN.format(split=split, index=index),
                 "rows": chunk.to_dict("records"),
-                "tiles": {t: tile_records[t] for t in chunk["tile_id"].unique()},
+                "tiles": {t: tile_by_id[t] for t in chunk["tile_id"].unique()},
                 "sentinel2_dir": Path(sentinel2_dir), "streetscapes_dir": Path(streetscapes_dir),
                 "out_dir": Path(out_dir), "settings": settings,
             })

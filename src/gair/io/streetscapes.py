@@ -120,6 +120,13 @@ def _read_table(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
+def numbers_if_all(values: pd.Series) -> pd.Series:
+    """Scores become numbers, labels stay strings: ``values`` (read as text) as numbers
+    when every non-empty one parses, unchanged otherwise."""
+    numeric = pd.to_numeric(values.replace("", np.nan), errors="coerce")
+    return numeric if numeric.notna().sum() == (values != "").sum() else values
+
+
 def _join_labels(points: pd.DataFrame, directory: Path, tables: list[str]) -> pd.DataFrame:
     """Left-join label tables on ``uuid`` (perception, contextual, per-label CSVs)."""
     for name in tables:
@@ -139,10 +146,8 @@ def _join_labels(points: pd.DataFrame, directory: Path, tables: list[str]) -> pd
             table = table.loc[~duplicated]
         new = [c for c in table.columns if c not in KEY_COLUMNS and c not in points.columns]
         converted = table.loc[:, ["uuid", *new]].copy()
-        for column in new:  # scores become numbers, labels stay strings
-            numeric = pd.to_numeric(converted[column].replace("", np.nan), errors="coerce")
-            if numeric.notna().sum() == (converted[column] != "").sum():
-                converted[column] = numeric
+        for column in new:
+            converted[column] = numbers_if_all(converted[column])
         points = points.merge(converted, on="uuid", how="left")
     return points
 

@@ -140,8 +140,8 @@ def embed_models(gair_checkpoint: Path, baselines_dir: Path, shards_dir: Path,
 
 
 def score_models(embeddings_dir: Path, street_views: pd.DataFrame, patches: gpd.GeoDataFrame,
-                 points: gpd.GeoDataFrame, tiles: gpd.GeoDataFrame, truth_dir: Path,
-                 params: EvaluateParams, pair: PairParams) -> pd.DataFrame:
+                 points: gpd.GeoDataFrame, truth_dir: Path, params: EvaluateParams,
+                 pair: PairParams) -> pd.DataFrame:
     """Every task under every protocol for every model: the long results table."""
     from gair.evaluation.suite import (
         ModelEmbeddings,
@@ -160,11 +160,12 @@ def score_models(embeddings_dir: Path, street_views: pd.DataFrame, patches: gpd.
         logger.info("Scoring %s", name)
         embeddings = ModelEmbeddings.read(Path(embeddings_dir) / name)
         per_model[name] = run_suite(embeddings, street_views, masks, settings)
+        if name == params.gair_models()[0]:
+            first = embeddings  # the location-only baseline and the gallery come from it
     if params.location_only:
-        first = ModelEmbeddings.read(Path(embeddings_dir) / params.gair_models()[0])
         per_model["location_only"] = run_suite(first, street_views, masks, settings,
                                                features="location")
-    gallery = location_gallery(tiles, params.tasks.gallery_spacing_m)
+    gallery = first.gallery[["lat", "lon"]].to_numpy()
     per_model["chance"] = chance_levels(street_views, patches, masks, points, gallery, settings)
     return results_table(per_model)
 
@@ -187,6 +188,13 @@ def score_benchmarks(embeddings_dir: Path, params: EvaluateParams,
     config = params.benchmarks
     settings = SuiteSettings(params.tasks.labels_per_class, params.tasks.points_seed)
     manifest = json.loads((Path(embeddings_dir) / MODELS_MANIFEST).read_text())
+    models = {}
+
+    def model(name: str):  # loaded once, only if a benchmark needs it
+        if name not in models:
+            models[name] = _load_model(manifest[name], params.device)
+        return models[name]
+
     per_model: dict[str, dict[str, dict[str, float]]] = {name: {} for name in manifest}
     rejects = []
     if config.eurosat_ms:
@@ -196,12 +204,9 @@ def score_benchmarks(embeddings_dir: Path, params: EvaluateParams,
         rejects.append(eurosat.rejects)
         split = pd.Series(bench.random_splits(len(eurosat.labels), c.fractions, c.seed))
         codes = pd.factorize(pd.Series(eurosat.labels), sort=True)[0]
-        for name, source in manifest.items():
-            frozen = _load_model(source, params.device)
-            pooled = np.concatenate([
-                frozen.encode_rs(eurosat.images[i : i + params.batch_size],
-                                 (eurosat.images[i : i + params.batch_size] != 0).all(axis=1))[1]
-                for i in range(0, len(codes), params.batch_size)])
+        for name in manifest:
+            pooled = np.concatenate([model(name).encode_rs(eurosat.images[i : i + params.batch_size])[1]
+                                     for i in range(0, len(codes), params.batch_size)])
             per_model[name]["bench_eurosat_ms"] = linear_and_knn(pooled, codes, split, settings)
     for key, reader in (("street_view_labels", bench.read_label_csvs),
                         ("street_view_table", bench.read_street_view_table)):
@@ -230,9 +235,8 @@ def score_benchmarks(embeddings_dir: Path, params: EvaluateParams,
         if "split" not in points:
             points["split"] = bench.block_splits(points["lat"], points["lon"], c.block_deg,
                                                  c.fractions, c.seed)
-        for name, source in manifest.items():
-            features = _load_model(source, params.device).encode_locations(
-                points[["lat", "lon"]].to_numpy())
+        for name in manifest:
+            features = model(name).encode_locations(points[["lat", "lon"]].to_numpy())
             per_model[name]["bench_points"] = score_targets(features, points, c.targets,
                                                             settings)
     all_rejects = pd.concat(rejects, ignore_index=True) if rejects else rejects_frame()

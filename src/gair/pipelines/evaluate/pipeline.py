@@ -31,7 +31,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                  "evaluation_embeddings", name="embed_models_node"),
             Node(score_models,
                  ["evaluation_embeddings", "eval_street_views", "eval_patches", "eval_points",
-                  "sentinel2_tiles", "sample_world_truth", "params:evaluate", "params:pair"],
+                  "sample_world_truth", "params:evaluate", "params:pair"],
                  "evaluation_results", name="score_models_node"),
             Node(score_benchmarks, ["evaluation_embeddings", "params:evaluate"],
                  ["benchmark_results", "benchmark_rejects"], name="score_benchmarks_node"),
