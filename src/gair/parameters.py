@@ -212,6 +212,8 @@ class EvaluationTaskParams(_Strict):
     gallery_spacing_m: float = Field(default=100.0, gt=0, description="geolocalisation gallery")
     labels_per_class: int | None = Field(default=None, ge=1,
                                          description="low-label regime; null: all train labels")
+    label_draws: int = Field(default=1, ge=1,
+                             description="low-label scores: mean over this many label draws")
     perception: list[str] = ["Safe", "Lively", "Wealthy", "Beautiful", "Boring", "Depressing"]
 
 

@@ -134,19 +134,31 @@ class SuiteSettings:
     labels_per_class: int | None = None  # low-label regime for the classification probes
     seed: int = 0
     radii_km: tuple[float, ...] = (1.0, 25.0, 200.0, 750.0, 2500.0)
+    label_draws: int = 1  # low-label scores are means over this many draws of the labels
 
 
 def linear_and_knn(features: np.ndarray, labels: np.ndarray, split: pd.Series,
                    settings: SuiteSettings) -> dict[str, float]:
-    """Linear-probe accuracy and macro-F1 and kNN accuracy of a classification task."""
-    def subset(y: np.ndarray) -> np.ndarray:
-        return few_labels(y, settings.labels_per_class, settings.seed)
+    """Linear-probe accuracy and macro-F1 and kNN accuracy of a classification task.
 
-    splits = _splits(features, labels, split, subset)
-    linear = linear_classifier(splits)
-    knn = knn_classifier(splits)
-    return {"acc": linear["acc"], "macro_f1": linear["macro_f1"], "knn_acc": knn["acc"],
-            "n_train": float(len(splits["train"].y)), "n_test": float(len(splits["test"].y))}
+    In the low-label regime the scores are means over ``settings.label_draws`` draws of
+    the train labels (seeds ``seed``, ``seed + 1``, ...): one draw of a few labels per
+    class decides too much on its own.
+    """
+    draws = settings.label_draws if settings.labels_per_class is not None else 1
+    scores = []
+    for draw in range(draws):
+        def subset(y: np.ndarray, seed: int = settings.seed + draw) -> np.ndarray:
+            return few_labels(y, settings.labels_per_class, seed)
+
+        splits = _splits(features, labels, split, subset)
+        linear = linear_classifier(splits)
+        knn = knn_classifier(splits)
+        scores.append({"acc": linear["acc"], "macro_f1": linear["macro_f1"],
+                       "knn_acc": knn["acc"]})
+    mean = {key: float(np.mean([s[key] for s in scores])) for key in scores[0]}
+    return mean | {"n_train": float(len(splits["train"].y)),
+                   "n_test": float(len(splits["test"].y))}
 
 
 def _regression(features: np.ndarray, targets: np.ndarray, split: pd.Series,

@@ -153,7 +153,7 @@ def score_models(embeddings_dir: Path, street_views: pd.DataFrame, patches: gpd.
 
     masks = patch_masks(patches, truth_dir, pair.patch_size_px)
     settings = SuiteSettings(params.tasks.labels_per_class, params.tasks.points_seed,
-                             tuple(params.radii_km))
+                             tuple(params.radii_km), params.tasks.label_draws)
     manifest = json.loads((Path(embeddings_dir) / MODELS_MANIFEST).read_text())
     per_model = {}
     for name in manifest:
@@ -186,7 +186,8 @@ def score_benchmarks(embeddings_dir: Path, params: EvaluateParams,
     from gair.io.rejects import rejects_frame
 
     config = params.benchmarks
-    settings = SuiteSettings(params.tasks.labels_per_class, params.tasks.points_seed)
+    settings = SuiteSettings(params.tasks.labels_per_class, params.tasks.points_seed,
+                             label_draws=params.tasks.label_draws)
     manifest = json.loads((Path(embeddings_dir) / MODELS_MANIFEST).read_text())
     models = {}
 
