@@ -13,6 +13,21 @@ def test_retrieval_metrics_by_hand():
     assert m["chance_r@1"] == pytest.approx(1 / 3) and m["median_rank"] == 3.0  # ties count against
 
 
+def test_patch_level_retrieval_finds_the_group_when_the_item_is_missed():
+    # Queries 0 and 1 are in patch "a", 2 and 3 in patch "b"; each query matches the
+    # other item of its own patch best, so item-level R@1 is 0 and patch-level R@1 is 1.
+    g = torch.eye(4)
+    q = g[[1, 0, 3, 2]] + 0.1 * g
+    m = retrieval_metrics(q, g, groups=np.array(["a", "a", "b", "b"]))
+    assert m["r@1"] == 0.0 and m["median_rank"] == 2.0
+    assert m["patch_r@1"] == 1.0 and m["patch_median_rank"] == 1.0
+    assert m["chance_patch_r@1"] == pytest.approx(0.5)
+    # A query closer to another patch than to any item of its own: patch rank 2.
+    q2 = torch.stack([g[2] + 0.5 * g[0], g[1], g[3], g[2]])
+    m2 = retrieval_metrics(q2, g, groups=np.array(["a", "a", "b", "b"]))
+    assert m2["patch_r@1"] == pytest.approx(3 / 4) and m2["patch_r@5"] == 1.0
+
+
 def test_constant_embeddings_retrieve_nothing():
     m = retrieval_metrics(torch.ones(5, 4), torch.ones(5, 4))
     assert m["r@1"] == 0.0 and m["median_rank"] == 5.0

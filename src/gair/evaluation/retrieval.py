@@ -11,21 +11,33 @@ EARTH_RADIUS_KM = 6371.0088
 GEOLOCALISATION_RADII_KM = (1.0, 25.0, 200.0, 750.0, 2500.0)  # street .. continent (GeoCLIP)
 
 
-def retrieval_metrics(queries: torch.Tensor, gallery: torch.Tensor) -> dict[str, float]:
+def retrieval_metrics(queries: torch.Tensor, gallery: torch.Tensor,
+                      groups: np.ndarray | None = None) -> dict[str, float]:
     """Recall@k and median rank of item i of ``gallery`` for query i (cosine similarity).
 
-    Ties count against the query (a constant embedding ranks last, never first).
+    Ties count against the query (a constant embedding ranks last, never first). With
+    ``groups`` (one id per item, e.g. the RS patch a view is in), also the same metrics
+    one scale coarser, ``patch_*``: the rank of the best item of the query's own group
+    among the items of other groups (+1), and its chance ``chance_patch_r@1`` (the mean
+    group size over the gallery size).
     """
     similarity = queries.float() @ gallery.float().T
     true = similarity.diagonal()[:, None]
-    ranks = (similarity >= true).sum(dim=1)
-    return {
-        "r@1": float((ranks <= 1).float().mean()),
-        "r@5": float((ranks <= 5).float().mean()),
-        "r@10": float((ranks <= 10).float().mean()),
-        "median_rank": float(ranks.float().median()),
-        "chance_r@1": 1.0 / len(gallery),
-    }
+    metrics = _recalls((similarity >= true).sum(dim=1), "")
+    metrics["chance_r@1"] = 1.0 / len(gallery)
+    if groups is not None:
+        codes = torch.from_numpy(np.unique(np.asarray(groups), return_inverse=True)[1])
+        same = codes[:, None] == codes[None, :]
+        best_own = similarity.masked_fill(~same, -torch.inf).max(dim=1, keepdim=True).values
+        others = ((similarity >= best_own) & ~same).sum(dim=1)
+        metrics |= _recalls(others + 1, "patch_")
+        metrics["chance_patch_r@1"] = float(same.sum(dim=1).float().mean()) / len(gallery)
+    return metrics
+
+
+def _recalls(ranks: torch.Tensor, prefix: str) -> dict[str, float]:
+    metrics = {f"{prefix}r@{k}": float((ranks <= k).float().mean()) for k in (1, 5, 10)}
+    return metrics | {f"{prefix}median_rank": float(ranks.float().median())}
 
 
 def haversine_km(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray,

@@ -211,7 +211,8 @@ def run_suite(embeddings: ModelEmbeddings, street_views: pd.DataFrame, masks: np
         if test.empty:
             raise EmptySplitError("no test street views")
         return retrieval_metrics(torch.from_numpy(stack(test, "sv")),
-                                 torch.from_numpy(stack(test, "rs_query")))
+                                 torch.from_numpy(stack(test, "rs_query")),
+                                 groups=test["patch_id"].to_numpy())
 
     def geolocalisation() -> dict[str, float]:
         if test.empty:
