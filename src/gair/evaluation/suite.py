@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import geopandas as gpd
@@ -148,9 +149,8 @@ def linear_and_knn(features: np.ndarray, labels: np.ndarray, split: pd.Series,
     draws = settings.label_draws if settings.labels_per_class is not None else 1
     scores = []
     for draw in range(draws):
-        def subset(y: np.ndarray, seed: int = settings.seed + draw) -> np.ndarray:
-            return few_labels(y, settings.labels_per_class, seed)
-
+        subset = partial(few_labels, per_class=settings.labels_per_class,
+                         seed=settings.seed + draw)
         splits = _splits(features, labels, split, subset)
         linear = linear_classifier(splits)
         knn = knn_classifier(splits)

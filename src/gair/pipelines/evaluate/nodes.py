@@ -113,6 +113,13 @@ class EmbeddingsWriter:
         return {"models": sorted(self.models)}
 
 
+def _suite_settings(params: EvaluateParams):
+    from gair.evaluation.suite import SuiteSettings
+
+    return SuiteSettings(params.tasks.labels_per_class, params.tasks.points_seed,
+                         tuple(params.radii_km), params.tasks.label_draws)
+
+
 def _load_model(source: dict[str, Any], device: str):
     """A frozen model from a manifest entry: a checkpoint, or random weights shaped like one."""
     from gair.embed import load_model, random_like
@@ -145,15 +152,13 @@ def score_models(embeddings_dir: Path, street_views: pd.DataFrame, patches: gpd.
     """Every task under every protocol for every model: the long results table."""
     from gair.evaluation.suite import (
         ModelEmbeddings,
-        SuiteSettings,
         chance_levels,
         results_table,
         run_suite,
     )
 
     masks = patch_masks(patches, truth_dir, pair.patch_size_px)
-    settings = SuiteSettings(params.tasks.labels_per_class, params.tasks.points_seed,
-                             tuple(params.radii_km), params.tasks.label_draws)
+    settings = _suite_settings(params)
     manifest = json.loads((Path(embeddings_dir) / MODELS_MANIFEST).read_text())
     per_model = {}
     for name in manifest:
@@ -178,7 +183,6 @@ def score_benchmarks(embeddings_dir: Path, params: EvaluateParams,
     from gair.evaluation.embeddings import stack
     from gair.evaluation.suite import (
         ModelEmbeddings,
-        SuiteSettings,
         linear_and_knn,
         results_table,
         score_targets,
@@ -186,8 +190,7 @@ def score_benchmarks(embeddings_dir: Path, params: EvaluateParams,
     from gair.io.rejects import rejects_frame
 
     config = params.benchmarks
-    settings = SuiteSettings(params.tasks.labels_per_class, params.tasks.points_seed,
-                             label_draws=params.tasks.label_draws)
+    settings = _suite_settings(params)
     manifest = json.loads((Path(embeddings_dir) / MODELS_MANIFEST).read_text())
     models = {}
 
