@@ -21,17 +21,21 @@ def retrieval_metrics(queries: torch.Tensor, gallery: torch.Tensor,
     among the items of other groups (+1), and its chance ``chance_patch_r@1`` (the mean
     group size over the gallery size).
     """
-    similarity = queries.float() @ gallery.float().T
+    return ranking_metrics(queries.float() @ gallery.float().T, groups)
+
+
+def ranking_metrics(similarity: torch.Tensor, groups: np.ndarray | None = None) -> dict[str, float]:
+    """:func:`retrieval_metrics` from a [N, N] score matrix (higher is more similar)."""
     true = similarity.diagonal()[:, None]
     metrics = _recalls((similarity >= true).sum(dim=1), "")
-    metrics["chance_r@1"] = 1.0 / len(gallery)
+    metrics["chance_r@1"] = 1.0 / similarity.shape[1]
     if groups is not None:
         codes = torch.from_numpy(np.unique(np.asarray(groups), return_inverse=True)[1])
         same = codes[:, None] == codes[None, :]
         best_own = similarity.masked_fill(~same, -torch.inf).max(dim=1, keepdim=True).values
         others = ((similarity >= best_own) & ~same).sum(dim=1)
         metrics |= _recalls(others + 1, "patch_")
-        metrics["chance_patch_r@1"] = float(same.sum(dim=1).float().mean()) / len(gallery)
+        metrics["chance_patch_r@1"] = float(same.sum(dim=1).float().mean()) / similarity.shape[1]
     return metrics
 
 
