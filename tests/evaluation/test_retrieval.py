@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from gair.evaluation.retrieval import geolocalise, haversine_km, retrieval_metrics
+from gair.evaluation.retrieval import geolocalise, haversine_km, ranking_metrics, retrieval_metrics
 
 
 def test_retrieval_metrics_by_hand():
@@ -26,6 +26,14 @@ def test_patch_level_retrieval_finds_the_group_when_the_item_is_missed():
     q2 = torch.stack([g[2] + 0.5 * g[0], g[1], g[3], g[2]])
     m2 = retrieval_metrics(q2, g, groups=np.array(["a", "a", "b", "b"]))
     assert m2["patch_r@1"] == pytest.approx(3 / 4) and m2["patch_r@5"] == 1.0
+
+
+def test_ranking_metrics_from_scores_any_scale():
+    # Log-likelihoods, not cosines: query i's own item ranks 1, 2, 3 and 4 in turn.
+    scores = torch.tensor([[-1.0, -5, -5, -5], [-2, -3, -9, -9], [-1, -1, -4, -9], [0, 0, 0, -7]],
+                          dtype=torch.float64)
+    m = ranking_metrics(scores)
+    assert m["r@1"] == 0.25 and m["median_rank"] == 2.0 and m["chance_r@1"] == 0.25
 
 
 def test_constant_embeddings_retrieve_nothing():
