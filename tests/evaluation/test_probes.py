@@ -58,6 +58,19 @@ def test_ridge_recovers_a_linear_target_and_chooses_weak_regularisation():
     assert set(result) >= {"r2/a", "r2/b", "rmse/a", "rmse/b"}
 
 
+def test_ridge_falls_back_to_the_train_mean_when_features_predict_nothing():
+    # Targets unrelated to the features: every finite alpha
+    # fits noise, so val chooses the train mean and test R² is exactly the mean's.
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(600, 40)), rng.normal(size=600)
+    splits = _splits(x, y)
+    result = ridge_regressor(splits)
+    assert result["alpha"] == np.inf
+    test = splits["test"].y
+    mean_r2 = 1 - ((test - splits["train"].y.mean()) ** 2).sum() / ((test - test.mean()) ** 2).sum()
+    assert result["r2"] == pytest.approx(mean_r2)
+
+
 def test_few_labels_keeps_at_most_n_per_class():
     y = np.array([0] * 50 + [1] * 3 + [2] * 20)
     kept = y[few_labels(y, 5, seed=0)]

@@ -7,12 +7,14 @@ chosen on the val split, and the chosen probe is scored once on the test split.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.dummy import DummyRegressor
 from sklearn.linear_model import Ridge
 from sklearn.metrics import f1_score
 from sklearn.neighbors import KNeighborsClassifier
@@ -151,6 +153,8 @@ def ridge_regressor(splits: Splits, alpha_grid: Sequence[float] = ALPHA_GRID,
                     target_names: Sequence[str] | None = None) -> dict[str, float]:
     """Ridge regression on standardised features; alpha chosen by mean val R².
 
+    The candidates are ``alpha_grid`` and infinity, the train mean: features that predict
+    nothing on the val split fall back to the mean instead of the grid's largest alpha.
     Targets are [N] or [N, T]. Returns test ``r2`` and ``rmse`` (means over targets),
     per-target ``r2/<name>`` and ``rmse/<name>``, and the chosen ``alpha``.
     """
@@ -158,9 +162,11 @@ def ridge_regressor(splits: Splits, alpha_grid: Sequence[float] = ALPHA_GRID,
     scaler = StandardScaler().fit(splits["train"].x)
     x = {k: scaler.transform(v.x) for k, v in splits.items()}
     y = {k: np.asarray(v.y, np.float64).reshape(len(v.y), -1) for k, v in splits.items()}
+    candidates = {alpha: Ridge(alpha=alpha) for alpha in alpha_grid} | {
+        math.inf: DummyRegressor(strategy="mean")}
     fitted, scores = {}, {}
-    for alpha in alpha_grid:
-        fitted[alpha] = Ridge(alpha=alpha).fit(x["train"], y["train"])
+    for alpha, regressor in candidates.items():
+        fitted[alpha] = regressor.fit(x["train"], y["train"])
         scores[alpha] = float(r2_per_target(y["val"], fitted[alpha].predict(x["val"])).mean())
     alpha = _best(scores)
     predicted = fitted[alpha].predict(x["test"])
