@@ -9,6 +9,7 @@ from gair.evaluation.probes import (
     knn_classifier,
     linear_classifier,
     mean_iou,
+    r2_per_target,
     ridge_regressor,
     segmentation_probe,
     token_labels,
@@ -58,12 +59,28 @@ def test_ridge_recovers_a_linear_target_and_chooses_weak_regularisation():
     assert set(result) >= {"r2/a", "r2/b", "rmse/a", "rmse/b"}
 
 
+def test_ridge_recovers_a_single_linear_target():
+    # One target of shape [N]: scored as one column, not broadcast against the predictions.
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(600, 5))
+    result = ridge_regressor(_splits(x, x @ [1.0, -2.0, 0.0, 0.5, 0.0]))
+    assert result["r2"] > 0.999 and result["alpha"] <= 1.0
+
+
+def test_r2_per_target_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="shape"):
+        r2_per_target(np.zeros((4, 1)), np.zeros(4))
+
+
 def test_ridge_falls_back_to_the_train_mean_when_features_predict_nothing():
-    # Targets unrelated to the features: every finite alpha
-    # fits noise, so val chooses the train mean and test R² is exactly the mean's.
+    # What the features say on train is reversed on val (as a relation that does not carry
+    # to other places): every finite alpha scores below the mean on val, so the mean is
+    # chosen and test R² is exactly the mean's.
     rng = np.random.default_rng(4)
-    x, y = rng.normal(size=(600, 40)), rng.normal(size=600)
-    splits = _splits(x, y)
+    x = rng.normal(size=(600, 5))
+    splits = _splits(x, x[:, 0] + rng.normal(scale=0.1, size=600))
+    val = splits["val"]
+    splits["val"] = Labelled(val.x, -val.y)
     result = ridge_regressor(splits)
     assert result["alpha"] == np.inf
     test = splits["test"].y

@@ -144,9 +144,16 @@ def knn_classifier(splits: Splits, k_grid: Sequence[int] = K_GRID) -> dict[str, 
 
 
 def r2_per_target(y: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """R² per target column (1 - SSE / SST around the true mean)."""
+    """R² per target column (1 - SSE / SST around the true mean) of [N, T] arrays."""
+    if y.shape != predicted.shape:  # [N] against [N, 1] would broadcast to [N, N]
+        raise ValueError(f"targets {y.shape} and predictions {predicted.shape} differ in shape")
     sst = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
     return 1.0 - ((y - predicted) ** 2).sum(axis=0) / np.maximum(sst, 1e-12)
+
+
+def _predict(regressor: Ridge | DummyRegressor, x: np.ndarray) -> np.ndarray:
+    """Predictions [N, T]: scikit-learn returns [N] for a single target fitted as [N, 1]."""
+    return regressor.predict(x).reshape(len(x), -1)
 
 
 def ridge_regressor(splits: Splits, alpha_grid: Sequence[float] = ALPHA_GRID,
@@ -167,9 +174,9 @@ def ridge_regressor(splits: Splits, alpha_grid: Sequence[float] = ALPHA_GRID,
     fitted, scores = {}, {}
     for alpha, regressor in candidates.items():
         fitted[alpha] = regressor.fit(x["train"], y["train"])
-        scores[alpha] = float(r2_per_target(y["val"], fitted[alpha].predict(x["val"])).mean())
+        scores[alpha] = float(r2_per_target(y["val"], _predict(fitted[alpha], x["val"])).mean())
     alpha = _best(scores)
-    predicted = fitted[alpha].predict(x["test"])
+    predicted = _predict(fitted[alpha], x["test"])
     r2 = r2_per_target(y["test"], predicted)
     rmse = np.sqrt(((y["test"] - predicted) ** 2).mean(axis=0))
     metrics = {"r2": float(r2.mean()), "rmse": float(rmse.mean()), "alpha": float(alpha)}
