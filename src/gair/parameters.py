@@ -223,8 +223,10 @@ class BenchmarkParams(_Strict):
     """One real benchmark: where it is and how to split it."""
 
     path: str
-    targets: list[str] = Field(default=[], description="columns or label files to predict")
+    regress: list[str] = Field(default=[], description="numeric targets: one ridge probe")
+    classify: list[str] = Field(default=[], description="class targets: one probe each")
     max_per_class: int | None = Field(default=None, ge=1, description="EuroSAT images per class")
+    size_px: int = Field(default=64, ge=1, description="EuroSAT image size")
     fractions: dict[str, float] = {"train": 0.6, "val": 0.2, "test": 0.2}
     seed: int = 0
     block_deg: float = Field(default=0.1, gt=0, description="points: spatial blocks")

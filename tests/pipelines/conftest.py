@@ -26,17 +26,18 @@ def _benchmarks(world: dict, root: Path) -> dict:
     labels.mkdir(parents=True)
     for name in ("Safe", "Lively"):
         perception[["uuid", name]].to_csv(labels / f"{name}.csv", index=False)
-    table = truth[["uuid", "affluence"]]
+    table = truth[["uuid", "affluence", "landcover_name"]]
     pd.concat([table, table.iloc[:1]]).to_csv(root / "sv.csv", index=False)  # one duplicate
     points = metadata[["lat", "lon"]].assign(label=truth["landcover_name"].to_numpy())
     points.loc[len(points)] = [95.0, 0.0, "water"]  # out of range: rejected
     points.to_csv(root / "points.csv", index=False)
     write_eurosat(root / "EuroSAT_MS", classes=("Forest", "River", "SeaLake"), per_class=6)
     return {
-        "eurosat_ms": {"path": str(root / "EuroSAT_MS"), "seed": 1},
-        "street_view_labels": {"path": str(labels), "targets": ["Safe", "Lively"]},
-        "street_view_table": {"path": str(root / "sv.csv"), "targets": ["affluence"]},
-        "points": {"path": str(root / "points.csv"), "targets": ["label"], "block_deg": 0.002},
+        "eurosat_ms": {"path": str(root / "EuroSAT_MS"), "seed": 1, "size_px": 8},
+        "street_view_labels": {"path": str(labels), "regress": ["Safe", "Lively"]},
+        "street_view_table": {"path": str(root / "sv.csv"), "regress": ["affluence"],
+                              "classify": ["landcover_name"]},
+        "points": {"path": str(root / "points.csv"), "classify": ["label"], "block_deg": 0.002},
     }
 
 

@@ -63,7 +63,8 @@ def test_real_benchmarks_are_scored_for_every_model(run):
         assert 0 <= metrics[f"eval/bench_eurosat_ms/{model}/acc"] <= 1
         assert f"eval/bench_street_view_labels/{model}/r2/Safe" in metrics
         assert f"eval/bench_street_view_table/{model}/r2" in metrics
-        assert f"eval/bench_points/{model}/acc" in metrics
+        assert 0 <= metrics[f"eval/bench_street_view_table.landcover_name/{model}/acc"] <= 1
+        assert f"eval/bench_points.label/{model}/acc" in metrics
     rejects = pd.read_csv(run / "08_reporting" / "benchmark_rejects.csv")
     assert {"duplicate uuid", "lat/lon out of range", "street view not paired"} <= set(
         rejects["reason"])

@@ -2,14 +2,20 @@
 table with the reason for everything else (counts add up: see :mod:`gair.io.rejects`).
 
 - EuroSAT-MS: ``<root>/<Class>/<Class>_<n>.tif``, 13-band uint16 GeoTIFFs in the order
-  B01..B08, B09, B10, B11, B12, B8A; GAIR's 10 bands are picked by name.
+  B01..B08, B09, B10, B11, B12, B8A; GAIR's 10 bands are picked by position in that order
+  (the files carry no band names).
 - Global Streetscapes per-label CSVs: ``<dir>/<label>.csv`` with ``uuid`` and the label.
-- A generic points table: ``lat``, ``lon`` and target columns (location-aware tasks).
+- A generic points table: ``lat``, ``lon`` (optionally ``split``) and target columns.
 - A generic street-view table: ``uuid`` and target columns.
+
+What to predict is a :class:`Targets`: numeric columns for ridge regression and class
+columns for classification, stated rather than guessed, since class codes are often
+integers.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +26,40 @@ import pandas as pd
 import rasterio
 from rasterio.errors import RasterioError
 
+from gair.evaluation.probes import SPLITS
 from gair.io.rejects import InputConfigurationError, ReadResult, rejects_frame
 from gair.io.sentinel2 import GAIR_BANDS
-from gair.io.streetscapes import SAFE_UUID, numbers_if_all
+from gair.io.streetscapes import SAFE_UUID
 
 EUROSAT_BANDS: tuple[str, ...] = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08",
                                   "B09", "B10", "B11", "B12", "B8A")
 """Band order of EuroSAT-MS files (B8A last, unlike the L2A products)."""
+
+EUROSAT_SIZE_PX = 64
+"""EuroSAT images are 64 x 64 pixels (640 m at 10 m)."""
+
+EMPTY_VALUES = frozenset({"", "nan", "NaN", "NA", "N/A", "n/a", "<NA>", "null", "NULL", "None"})
+"""Values that mean "no value" in the CSVs these readers meet (pandas' usual missing words)."""
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What a table is probed for: ``regress`` columns (numbers, one ridge probe for all
+    of them) and ``classify`` columns (labels, one classification probe each)."""
+
+    regress: tuple[str, ...] = ()
+    classify: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.regress and not self.classify:
+            raise InputConfigurationError("no targets: give `regress` or `classify` columns")
+        both = set(self.regress) & set(self.classify)
+        if both:
+            raise InputConfigurationError(f"targets both regressed and classified: {sorted(both)}")
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (*self.regress, *self.classify)
 
 
 @dataclass(frozen=True)
@@ -44,11 +77,15 @@ class ImageClassification:
 
 
 def read_eurosat_ms(root: Path, band_order: Sequence[str] = EUROSAT_BANDS,
-                    max_per_class: int | None = None) -> ImageClassification:
+                    max_per_class: int | None = None,
+                    size_px: int = EUROSAT_SIZE_PX) -> ImageClassification:
     """EuroSAT-MS reduced to GAIR's 10 bands (digital numbers x 10000 of TOA reflectance,
-    no offset). Files with another band count or size, or that fail to read, are rejected."""
+    no offset). Files with another band count or size, or that fail to read, are rejected;
+    folders whose name starts with ``.`` or ``_`` (``.ipynb_checkpoints``, ``__MACOSX``)
+    are not classes."""
     root = Path(root)
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    classes = sorted(p.name for p in root.iterdir()
+                     if p.is_dir() and not p.name.startswith((".", "_"))) if root.is_dir() else []
     if not classes:
         raise InputConfigurationError(f"{root}: no class folders (EuroSAT_MS/<Class>/*.tif)")
     missing = [b for b in GAIR_BANDS if b not in band_order]
@@ -57,10 +94,8 @@ def read_eurosat_ms(root: Path, band_order: Sequence[str] = EUROSAT_BANDS,
     pick = [list(band_order).index(b) + 1 for b in GAIR_BANDS]
     images, labels, files, rejects = [], [], [], []
     read = 0
-    shape = None
     for name in classes:
-        paths = sorted((root / name).glob("*.tif"))[:max_per_class]
-        for path in paths:
+        for path in sorted((root / name).glob("*.tif"))[:max_per_class]:
             read += 1
             relative = str(path.relative_to(root))
             try:
@@ -69,96 +104,164 @@ def read_eurosat_ms(root: Path, band_order: Sequence[str] = EUROSAT_BANDS,
                         rejects.append({"file": relative, "reason": "wrong band count",
                                         "detail": f"{src.count} bands, {len(band_order)} expected"})
                         continue
-                    image = src.read(pick)
+                    if (src.height, src.width) != (size_px, size_px):
+                        rejects.append({"file": relative, "reason": "wrong size",
+                                        "detail": f"{src.height} x {src.width} px where "
+                                                  f"{size_px} x {size_px} expected"})
+                        continue
+                    images.append(src.read(pick))
             except RasterioError as error:
                 rejects.append({"file": relative, "reason": "unreadable", "detail": str(error)})
                 continue
-            shape = shape or image.shape
-            if image.shape != shape:
-                rejects.append({"file": relative, "reason": "wrong size",
-                                "detail": f"{image.shape[1:]} where {shape[1:]} expected"})
-                continue
-            images.append(image)
             labels.append(name)
             files.append(relative)
-    stacked = np.stack(images) if images else np.zeros((0, len(GAIR_BANDS), 0, 0), np.uint16)
-    return ImageClassification(
-        stacked, np.array(labels, dtype=object), files,
-        rejects_frame({"stage": "benchmark/eurosat", "item": r["file"], "row": None, **r}
-                      for r in rejects), read)
+    rejected = rejects_frame({"stage": "benchmark/eurosat", "item": r["file"], "row": None, **r}
+                             for r in rejects)
+    if not images:
+        reasons = rejected["reason"].value_counts().to_dict()
+        raise InputConfigurationError(f"{root}: no usable EuroSAT-MS image among {read} "
+                                      f"files (rejected: {reasons})")
+    return ImageClassification(np.stack(images), np.array(labels, dtype=object), files,
+                               rejected, read)
 
 
-def read_label_csvs(directory: Path, labels: Sequence[str]) -> ReadResult:
-    """Global Streetscapes per-label CSVs (``<label>.csv``: ``uuid``, ``<label>``) joined
-    on ``uuid``. A row is rejected for an unsafe uuid, a duplicate uuid, or an empty
-    value; a uuid is accepted when it has every label."""
+def read_label_csvs(directory: Path, targets: Targets) -> ReadResult:
+    """Global Streetscapes per-label CSVs joined on ``uuid``, one item per uuid.
+
+    A target ``<label>`` is read from ``<label>.csv`` (file and column names matched
+    without regard to case; a file with one column besides ``uuid``, such as
+    ``places365.csv``'s ``place``, gives that column), ``<file>:<column>`` from a column
+    of a wider file (``segmentation:Road``). A uuid is accepted when every target has
+    a usable value for it; otherwise it is rejected once, with every reason.
+    """
     directory = Path(directory)
-    tables, rejects = [], []
-    for label in labels:
-        path = directory / f"{label}.csv"
-        if not path.is_file():
-            raise InputConfigurationError(f"{path}: label file missing")
-        kept, bad = _read_targets_table(path, ("uuid",), [label], "uuid", "benchmark/labels")
-        rejects += bad
-        tables.append(kept[["uuid", label]].set_index("uuid"))
-    joined = pd.concat(tables, axis=1, join="outer")
-    complete = joined.notna().all(axis=1)
-    rejects += [{"file": "", "item": uuid, "reason": "missing labels",
-                 "detail": ", ".join(joined.columns[joined.loc[uuid].isna()])}
-                for uuid in joined.index[~complete]]
-    accepted = joined[complete].reset_index().rename(columns={"index": "uuid"})
-    read = len(accepted) + len(rejects)
-    return ReadResult(accepted, rejects_frame({"stage": "benchmark/labels", **r}
-                                              for r in rejects), read)
+    values, problems = [], defaultdict(list)
+    for target in targets.columns:
+        path, column = _label_column(directory, target)
+        table = _read_csv(path).rename(columns={column: target})
+        kept, bad = _check_rows(table, path, "uuid", _only(targets, target), "benchmark/labels")
+        for reject in bad:
+            problems[reject["item"]].append(reject | {"target": target})
+        values.append(kept.set_index("uuid")[target])
+    joined = pd.concat(values, axis=1, join="outer")
+    for uuid in joined.index[joined.isna().any(axis=1)]:
+        absent = [t for t in joined.columns if pd.isna(joined.loc[uuid, t])
+                  and not any(r["target"] == t for r in problems[uuid])]
+        if absent:
+            problems[uuid].append({"reason": "missing labels", "target": None,
+                                   "detail": "no " + ", ".join(absent)})
+    rejects = [{"stage": "benchmark/labels", "item": uuid,
+                "file": ", ".join(dict.fromkeys(r["file"] for r in found if r.get("file"))),
+                "reason": "; ".join(dict.fromkeys(r["reason"] for r in found)),
+                "detail": "; ".join(_describe(r) for r in found)}
+               for uuid, found in problems.items()]
+    accepted = joined[~joined.index.isin(list(problems))]
+    accepted = accepted.rename_axis("uuid").reset_index()
+    return ReadResult(accepted, rejects_frame(rejects), len(accepted) + len(rejects))
 
 
-def _bad_rows(table: pd.DataFrame, key: str | None, targets: Sequence[str]) -> dict[int, str]:
-    """Row index -> reason for rows with an unsafe or duplicate key or an empty target."""
-    bad: dict[int, str] = {}
-    if key is not None:
-        unsafe = ~table[key].astype(str).str.fullmatch(SAFE_UUID)
-        duplicate = table[key].duplicated(keep="first")
-        bad |= {i: f"unsafe {key}" for i in table.index[unsafe]}
-        bad |= {i: f"duplicate {key}" for i in table.index[duplicate & ~unsafe]}
-    for column in targets:
-        empty = table[column].astype(str).str.strip().isin(["", "nan", "NaN"])
-        bad |= {i: f"empty {column}" for i in table.index[empty] if i not in bad}
-    return bad
+def _describe(reject: dict) -> str:
+    where = f"{reject['file']} row {reject['row']}: " if reject.get("file") else ""
+    return where + (reject.get("detail") or reject["reason"])
 
 
-def _read_targets_table(path: Path, required: Sequence[str], targets: Sequence[str],
-                        key: str | None, stage: str) -> tuple[pd.DataFrame, list[dict]]:
-    path = Path(path)
+def _only(targets: Targets, column: str) -> Targets:
+    """``targets`` restricted to one of its columns."""
+    if column in targets.regress:
+        return Targets(regress=(column,))
+    return Targets(classify=(column,))
+
+
+def _label_column(directory: Path, target: str) -> tuple[Path, str]:
+    """The file and column a label target names (see :func:`read_label_csvs`)."""
+    stem, _, column = target.partition(":")
+    files = {p.stem.lower(): p for p in directory.glob("*.csv")} if directory.is_dir() else {}
+    path = files.get(stem.lower())
+    if path is None:
+        raise InputConfigurationError(f"{directory / (stem + '.csv')}: label file missing")
+    header = [c for c in pd.read_csv(path, nrows=0).columns if c.lower() != "uuid"]
+    by_name = {c.lower(): c for c in header}
+    if column:
+        found = by_name.get(column.lower())
+    else:
+        found = by_name.get(stem.lower()) or (header[0] if len(header) == 1 else None)
+    if found is None:
+        raise InputConfigurationError(
+            f"{path}: no column for target {target!r} among {header}; "
+            f"name one as '{stem}:<column>'")
+    return path, found
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [c for c in (*required, *targets) if c not in table.columns]
+    uuid = [c for c in table.columns if c.lower() == "uuid"]
+    return table.rename(columns={uuid[0]: "uuid"}) if uuid else table
+
+
+def _check_rows(table: pd.DataFrame, path: Path, key: str | None, targets: Targets,
+                stage: str) -> tuple[pd.DataFrame, list[dict]]:
+    """The usable rows of ``table`` (regression targets as floats) and a reject for each
+    other row: an unsafe or duplicate ``key``, an empty target, a regression target that
+    is not a finite number. Every row with a duplicate key is rejected: which value is
+    meant cannot be told."""
+    missing = [c for c in ((key,) if key else ()) + targets.columns if c not in table.columns]
     if missing:
-        raise InputConfigurationError(f"{path}: required columns missing: {missing}")
-    bad = _bad_rows(table, key, targets)
-    rejects = [{"stage": stage, "file": path.name, "row": i + 1,
-                "item": table.loc[i, key] if key else str(i + 1), "reason": reason}
-               for i, reason in bad.items()]
+        raise InputConfigurationError(f"{path}: required columns missing: {missing} "
+                                      f"(columns: {list(table.columns)})")
+    bad: dict[int, tuple[str, str]] = {}  # row -> reason, detail
+    if key is not None:
+        keys = table[key].astype(str)
+        unsafe = ~keys.str.fullmatch(SAFE_UUID)
+        duplicate = keys.duplicated(keep=False) & ~unsafe
+        bad |= {i: (f"unsafe {key}", f"{key}={keys[i]!r}") for i in table.index[unsafe]}
+        bad |= {i: (f"duplicate {key}", f"{key}={keys[i]!r} on several rows")
+                for i in table.index[duplicate]}
+    for column in targets.columns:
+        text = table[column].astype(str).str.strip()
+        empty = text.isin(EMPTY_VALUES)
+        bad |= {i: (f"empty {column}", f"{column}={table.loc[i, column]!r}")
+                for i in table.index[empty] if i not in bad}
+        if column in targets.regress:
+            number = pd.to_numeric(text.where(~empty), errors="coerce")
+            invalid = ~empty & ~np.isfinite(number.to_numpy(np.float64))
+            bad |= {i: (f"non-numeric {column}", f"{column}={table.loc[i, column]!r}")
+                    for i in table.index[invalid] if i not in bad}
+    rejects = [{"stage": stage, "file": Path(path).name, "row": i + 1,
+                "item": str(table.loc[i, key]) if key else str(i + 1), "reason": reason,
+                "detail": detail}
+               for i, (reason, detail) in sorted(bad.items())]
     kept = table.drop(index=list(bad))
-    for column in targets:
-        kept[column] = numbers_if_all(kept[column])
+    for column in targets.regress:
+        kept[column] = pd.to_numeric(kept[column].str.strip()).astype(np.float64)
     return kept, rejects
 
 
-def read_points_table(path: Path, targets: Sequence[str]) -> ReadResult:
-    """A points table: ``lat``, ``lon`` (degrees, WGS 84) and ``targets``. Rows with a
-    missing, non-numeric or out-of-range coordinate or an empty target are rejected.
-    ``accepted`` is a GeoDataFrame in EPSG:4326."""
-    table, rejects = _read_targets_table(path, ("lat", "lon"), targets, None, "benchmark/points")
-    lat = pd.to_numeric(table["lat"], errors="coerce")
-    lon = pd.to_numeric(table["lon"], errors="coerce")
-    reasons = pd.Series("", index=table.index)
-    reasons[lat.isna() | lon.isna()] = "missing or non-numeric lat/lon"
+def read_points_table(path: Path, targets: Targets) -> ReadResult:
+    """A points table: ``lat``, ``lon`` (degrees, WGS 84), ``targets`` and optionally
+    ``split`` (train, val or test). Rows with a missing, non-numeric or out-of-range
+    coordinate, an unknown split or an unusable target are rejected. ``accepted`` is a
+    GeoDataFrame in EPSG:4326."""
+    table = _read_csv(path)
+    for column in ("lat", "lon"):
+        if column not in table.columns:
+            raise InputConfigurationError(f"{path}: required columns missing: [{column!r}]")
+    kept, rejects = _check_rows(table, path, None, targets, "benchmark/points")
+    lat = pd.to_numeric(kept["lat"], errors="coerce")
+    lon = pd.to_numeric(kept["lon"], errors="coerce")
+    reasons = pd.Series("", index=kept.index)
+    reasons[~np.isfinite(lat) | ~np.isfinite(lon)] = "missing or non-numeric lat/lon"
     reasons[(reasons == "") & ((lat.abs() > 90) | (lon.abs() > 180))] = "lat/lon out of range"
+    detail = {i: f"lat={kept.loc[i, 'lat']}, lon={kept.loc[i, 'lon']}" for i in kept.index}
+    if "split" in kept.columns:
+        unknown = (reasons == "") & ~kept["split"].isin(SPLITS)
+        reasons[unknown] = "unknown split"
+        detail |= {i: f"split={kept.loc[i, 'split']!r}, not one of {list(SPLITS)}"
+                   for i in kept.index[unknown]}
     for i in reasons.index[reasons != ""]:
         rejects.append({"stage": "benchmark/points", "file": Path(path).name, "row": i + 1,
-                        "item": str(i + 1), "reason": reasons[i],
-                        "detail": f"lat={table.loc[i, 'lat']}, lon={table.loc[i, 'lon']}"})
+                        "item": str(i + 1), "reason": reasons[i], "detail": detail[i]})
     ok = reasons == ""
-    accepted = table[ok].assign(lat=lat[ok], lon=lon[ok]).reset_index(drop=True)
+    accepted = kept[ok].assign(lat=lat[ok], lon=lon[ok]).reset_index(drop=True)
     points = gpd.GeoDataFrame(accepted, geometry=gpd.points_from_xy(accepted["lon"],
                                                                      accepted["lat"]),
                               crs="EPSG:4326")
@@ -166,13 +269,14 @@ def read_points_table(path: Path, targets: Sequence[str]) -> ReadResult:
     return ReadResult(points, rejects_frame(rejects), len(points) + len(rejects))
 
 
-def read_street_view_table(path: Path, targets: Sequence[str]) -> ReadResult:
-    """A street-view table: ``uuid`` and ``targets``; rows with an unsafe or duplicate
-    uuid or an empty target are rejected."""
-    table, rejects = _read_targets_table(path, ("uuid",), targets, "uuid",
-                                         "benchmark/street_views")
-    return ReadResult(table.reset_index(drop=True), rejects_frame(rejects),
-                      len(table) + len(rejects))
+def read_street_view_table(path: Path, targets: Targets) -> ReadResult:
+    """A street-view table: ``uuid`` and ``targets`` (other columns are ignored: a view's
+    split is its pair's); rows with an unsafe or duplicate uuid or an unusable target are
+    rejected."""
+    kept, rejects = _check_rows(_read_csv(path), path, "uuid", targets,
+                                "benchmark/street_views")
+    accepted = kept[["uuid", *targets.columns]].reset_index(drop=True)
+    return ReadResult(accepted, rejects_frame(rejects), len(accepted) + len(rejects))
 
 
 def random_splits(n: int, fractions: dict[str, float], seed: int) -> np.ndarray:

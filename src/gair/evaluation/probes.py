@@ -32,7 +32,8 @@ class Labelled(NamedTuple):
     y: np.ndarray
 
 
-Splits = dict[str, Labelled]  # "train", "val", "test"
+SPLITS = ("train", "val", "test")
+Splits = dict[str, Labelled]  # keyed by SPLITS
 
 
 def few_labels(y: np.ndarray, per_class: int | None, seed: int) -> np.ndarray:
@@ -51,7 +52,7 @@ class EmptySplitError(ValueError):
 
 
 def _check(splits: Splits) -> None:
-    for name in ("train", "val", "test"):
+    for name in SPLITS:
         if name not in splits or len(splits[name].y) == 0:
             raise EmptySplitError(f"probe needs a non-empty {name!r} split")
 

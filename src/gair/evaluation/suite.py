@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import geopandas as gpd
 import numpy as np
@@ -22,6 +23,7 @@ from gair.embed.api import encode_tile_patches
 from gair.embed.model import FrozenGAIR
 from gair.evaluation.embeddings import embed_pairs, stack
 from gair.evaluation.probes import (
+    SPLITS,
     EmptySplitError,
     Labelled,
     few_labels,
@@ -34,9 +36,11 @@ from gair.evaluation.probes import (
 )
 from gair.evaluation.retrieval import geolocalise, haversine_km, retrieval_metrics
 
+if TYPE_CHECKING:
+    from gair.evaluation.benchmarks import Targets
+
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
 PERCEPTION = ("Safe", "Lively", "Wealthy", "Beautiful", "Boring", "Depressing")
 
 
@@ -317,15 +321,16 @@ def chance_levels(street_views: pd.DataFrame, patches: pd.DataFrame, masks: np.n
 
 
 
-def score_targets(features: np.ndarray, table: pd.DataFrame, targets: list[str],
-                  settings: SuiteSettings) -> dict[str, float]:
-    """A probe of ``targets`` of ``table`` (with a ``split`` column) from ``features``:
-    ridge regression when every target is numeric, else classification of the one target."""
-    numeric = all(pd.api.types.is_numeric_dtype(table[t]) for t in targets)
-    if numeric:
-        return _regression(features, table[targets].to_numpy(dtype=np.float64), table["split"],
-                           tuple(targets))
-    if len(targets) != 1:
-        raise ValueError(f"categorical targets are probed one at a time, got {targets}")
-    codes = pd.factorize(table[targets[0]], sort=True)[0]
-    return linear_and_knn(features, codes, table["split"], settings)
+def score_targets(features: np.ndarray, table: pd.DataFrame, targets: Targets,
+                  settings: SuiteSettings, task: str) -> dict[str, dict[str, float]]:
+    """Probes of ``targets`` of ``table`` (with a ``split`` column) from ``features``: one
+    ridge probe of the regression targets together (task ``task``) and a classification
+    probe per class target (task ``<task>.<target>``)."""
+    out = {}
+    if targets.regress:
+        out[task] = _regression(features, table[list(targets.regress)].to_numpy(np.float64),
+                                table["split"], targets.regress)
+    for target in targets.classify:
+        codes = pd.factorize(table[target].astype(str), sort=True)[0]
+        out[f"{task}.{target}"] = linear_and_knn(features, codes, table["split"], settings)
+    return out

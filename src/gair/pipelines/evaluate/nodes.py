@@ -178,7 +178,9 @@ def score_models(embeddings_dir: Path, street_views: pd.DataFrame, patches: gpd.
 def score_benchmarks(embeddings_dir: Path, params: EvaluateParams,
                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The configured real benchmarks (none by default) for every model: results in the
-    long format (task ``bench_<name>``) and the rejects of their readers."""
+    long format (task ``bench_<name>`` for EuroSAT and the regression targets,
+    ``bench_<name>.<target>`` for each class target) and the rejects of their readers
+    (a street view the pairs lack is rejected too)."""
     from gair.evaluation import benchmarks as bench
     from gair.evaluation.embeddings import stack
     from gair.evaluation.suite import (
@@ -187,7 +189,7 @@ def score_benchmarks(embeddings_dir: Path, params: EvaluateParams,
         results_table,
         score_targets,
     )
-    from gair.io.rejects import rejects_frame
+    from gair.io.rejects import ReadResult, rejects_frame
 
     config = params.benchmarks
     settings = _suite_settings(params)
@@ -203,7 +205,8 @@ def score_benchmarks(embeddings_dir: Path, params: EvaluateParams,
     rejects = []
     if config.eurosat_ms:
         c = config.eurosat_ms
-        eurosat = bench.read_eurosat_ms(Path(c.path), max_per_class=c.max_per_class)
+        eurosat = bench.read_eurosat_ms(Path(c.path), max_per_class=c.max_per_class,
+                                        size_px=c.size_px)
         logger.info("EuroSAT-MS: %s", eurosat.report())
         rejects.append(eurosat.rejects)
         split = pd.Series(bench.random_splits(len(eurosat.labels), c.fractions, c.seed))
@@ -212,27 +215,33 @@ def score_benchmarks(embeddings_dir: Path, params: EvaluateParams,
             pooled = np.concatenate([model(name).encode_rs(eurosat.images[i : i + params.batch_size])[1]
                                      for i in range(0, len(codes), params.batch_size)])
             per_model[name]["bench_eurosat_ms"] = linear_and_knn(pooled, codes, split, settings)
+    pairs = None
     for key, reader in (("street_view_labels", bench.read_label_csvs),
                         ("street_view_table", bench.read_street_view_table)):
         c = getattr(config, key)
         if not c:
             continue
-        read = reader(Path(c.path), c.targets)
-        logger.info("%s: %s", key, read.report())
+        targets = bench.Targets(tuple(c.regress), tuple(c.classify))
+        read = reader(Path(c.path), targets)
+        if pairs is None:  # every model embedded the same pairs
+            pairs = ModelEmbeddings.read(Path(embeddings_dir) / next(iter(manifest))).pairs
+        paired = read.accepted["uuid"].isin(pairs["uuid"])
+        unpaired = rejects_frame({"stage": f"benchmark/{key}", "item": u,
+                                  "reason": "street view not paired"}
+                                 for u in read.accepted.loc[~paired, "uuid"])
+        read = ReadResult(read.accepted[paired],
+                          pd.concat([read.rejects, unpaired], ignore_index=True), read.read)
         rejects.append(read.rejects)
+        logger.info("%s: %s", key, read.report())
         for name in manifest:
-            pairs = ModelEmbeddings.read(Path(embeddings_dir) / name).pairs
-            table = read.accepted.merge(pairs[["uuid", "split", "sv"]], on="uuid", how="inner")
-            if name == next(iter(manifest)):
-                unpaired = read.accepted.loc[~read.accepted["uuid"].isin(pairs["uuid"]), "uuid"]
-                rejects.append(rejects_frame({"stage": f"benchmark/{key}", "item": u,
-                                              "reason": "street view not paired"}
-                                             for u in unpaired))
-            per_model[name][f"bench_{key}"] = score_targets(stack(table, "sv"), table,
-                                                            c.targets, settings)
+            views = ModelEmbeddings.read(Path(embeddings_dir) / name).pairs
+            table = read.accepted.merge(views[["uuid", "split", "sv"]], on="uuid")
+            per_model[name] |= score_targets(stack(table, "sv"), table, targets, settings,
+                                             f"bench_{key}")
     if config.points:
         c = config.points
-        read = bench.read_points_table(Path(c.path), c.targets)
+        targets = bench.Targets(tuple(c.regress), tuple(c.classify))
+        read = bench.read_points_table(Path(c.path), targets)
         logger.info("points: %s", read.report())
         rejects.append(read.rejects)
         points = read.accepted.copy()
@@ -241,8 +250,7 @@ def score_benchmarks(embeddings_dir: Path, params: EvaluateParams,
                                                  c.fractions, c.seed)
         for name in manifest:
             features = model(name).encode_locations(points[["lat", "lon"]].to_numpy())
-            per_model[name]["bench_points"] = score_targets(features, points, c.targets,
-                                                            settings)
+            per_model[name] |= score_targets(features, points, targets, settings, "bench_points")
     all_rejects = pd.concat(rejects, ignore_index=True) if rejects else rejects_frame()
     return results_table(per_model), all_rejects
 
