@@ -33,7 +33,15 @@ def test_ranking_metrics_from_scores_any_scale():
     scores = torch.tensor([[-1.0, -5, -5, -5], [-2, -3, -9, -9], [-1, -1, -4, -9], [0, 0, 0, -7]],
                           dtype=torch.float64)
     m = ranking_metrics(scores)
-    assert m["r@1"] == 0.25 and m["median_rank"] == 2.0 and m["chance_r@1"] == 0.25
+    assert m["r@1"] == 0.25 and m["chance_r@1"] == 0.25
+    assert m["median_rank"] == 2.5  # the mean of the two middle ranks, not the lower one
+
+
+def test_a_query_with_nan_scores_ranks_last():
+    scores = torch.eye(4)
+    scores[1, 2] = torch.nan
+    m = ranking_metrics(scores, groups=np.array(["a", "a", "b", "b"]))
+    assert m["r@1"] == 0.75 and m["patch_r@1"] == 0.75  # without the guard: 1.0
 
 
 def test_constant_embeddings_retrieve_nothing():

@@ -1,5 +1,7 @@
 """Task tables from the sample world's truth, in the pairing step's spatial split."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -29,7 +31,7 @@ def world(small_world):
     views = inside.merge(metadata[["uuid", "lat", "lon"]], on="uuid")
     pairs = pair_points(views["lat"].to_numpy(), views["lon"].to_numpy(), tiles, 32, 0.5,
                         FRACTIONS, seed=3)
-    split = SpatialSplit.of_pairs(pairs, 0.5, FRACTIONS, seed=3)
+    split = SpatialSplit.of_pairs(pairs, 0.5, FRACTIONS, seed=3, patch_size=32)
     return tiles, small_world["truth"], pairs, split
 
 
@@ -42,10 +44,23 @@ def test_blocks_with_street_views_keep_the_pairing_split(world):
     np.testing.assert_array_equal(split.of_blocks(unseen), split.of_blocks(unseen[::-1])[::-1])
 
 
+def test_a_block_without_street_views_has_one_split_however_it_is_asked(world):
+    _, _, pairs, split = world
+    unseen = np.arange(1, 201, dtype=np.int64) * 7919 + (5 << 52)
+    assert not set(unseen) & set(pairs["block"].astype("int64"))
+    together = split.of_blocks(unseen)
+    alone = np.array([split.of_blocks(unseen[i : i + 1])[0] for i in range(len(unseen))])
+    np.testing.assert_array_equal(together, alone)
+    np.testing.assert_array_equal(split.of_blocks(unseen[:5]), together[:5])
+    shares = pd.Series(together).value_counts(normalize=True)
+    assert all(abs(shares[name] - f) < 0.1 for name, f in FRACTIONS.items())
+
+
 def test_patches_never_straddle_splits_and_carry_their_dominant_class(world):
     tiles, truth_dir, _, split = world
     patches, counts = sample_patches(tiles, truth_dir, split, patch_size=32, stride=16)
-    assert counts["kept"] + counts["left_out_straddling_splits"] == counts["candidates"]
+    assert counts["kept"] + counts["left_out_straddling_splits"] + counts[
+        "left_out_overlapping_other_split_pairs"] == counts["candidates"]
     assert counts["kept"] == len(patches) > 0
     assert set(patches["split"]) == set(FRACTIONS)
     grid = TileGrid.from_index(tiles)
@@ -56,6 +71,25 @@ def test_patches_never_straddle_splits_and_carry_their_dominant_class(world):
         pixel_splits = split.of_points(grid, t, c.ravel() + row.col_off + 0.5,
                                        r.ravel() + row.row_off + 0.5)
         assert set(pixel_splits) == {row.split}, "every pixel of a patch is in its split"
+    # No kept patch shares a pixel with a pairing patch (what pretraining saw) of another split.
+    footprints = split.footprints
+    for row in patches.itertuples():
+        others = footprints[(footprints["tile_id"] == row.tile_id)
+                            & (footprints["split"] != row.split)]
+        apart = ((others["row_off"] >= row.row_off + 32) | (others["row_off"] + 32 <= row.row_off)
+                 | (others["col_off"] >= row.col_off + 32) | (others["col_off"] + 32 <= row.col_off))
+        assert apart.all()
+    # A pairing patch of another split laid over a kept patch pushes it out.
+    kept = patches.iloc[0]
+    other = next(name for name in FRACTIONS if name != kept["split"])
+    footprint = pd.DataFrame({"tile_id": [kept["tile_id"]], "row_off": [kept["row_off"] + 8],
+                              "col_off": [kept["col_off"] + 8], "split": [other]})
+    covered = replace(split, footprints=pd.concat([footprints, footprint], ignore_index=True))
+    fewer, fewer_counts = sample_patches(tiles, truth_dir, covered, patch_size=32, stride=16)
+    assert fewer_counts["left_out_overlapping_other_split_pairs"] > counts[
+        "left_out_overlapping_other_split_pairs"]
+    assert not ((fewer["tile_id"] == kept["tile_id"]) & (fewer["row_off"] == kept["row_off"])
+                & (fewer["col_off"] == kept["col_off"])).any()
     masks = patch_masks(patches, truth_dir, 32)
     first = patches.iloc[0]
     whole = read_truth(truth_dir, "landcover", first["tile_id"])

@@ -53,7 +53,8 @@ def test_metrics_table_and_plots(run):
         assert (run / "08_reporting" / name).stat().st_size > 10_000, name
     report = json.loads((run / "08_reporting" / "eval_task_report.json").read_text())
     patches = report["patches"]
-    assert patches["kept"] + patches["left_out_straddling_splits"] == patches["candidates"]
+    assert patches["kept"] + patches["left_out_straddling_splits"] + patches[
+        "left_out_overlapping_other_split_pairs"] == patches["candidates"]
 
 
 @pytest.mark.slow

@@ -27,21 +27,26 @@ def retrieval_metrics(queries: torch.Tensor, gallery: torch.Tensor,
 def ranking_metrics(similarity: torch.Tensor, groups: np.ndarray | None = None) -> dict[str, float]:
     """:func:`retrieval_metrics` from a [N, N] score matrix (higher is more similar)."""
     true = similarity.diagonal()[:, None]
-    metrics = _recalls((similarity >= true).sum(dim=1), "")
+    # A query whose scores are not all finite (a diverged model) ranks last, not first:
+    # comparisons with NaN are false, which would otherwise make it rank 0.
+    finite = torch.isfinite(similarity).all(dim=1)
+    last = similarity.shape[1]
+    metrics = _recalls(torch.where(finite, (similarity >= true).sum(dim=1), last), "")
     metrics["chance_r@1"] = 1.0 / similarity.shape[1]
     if groups is not None:
         codes = torch.from_numpy(np.unique(np.asarray(groups), return_inverse=True)[1])
         same = codes[:, None] == codes[None, :]
         best_own = similarity.masked_fill(~same, -torch.inf).max(dim=1, keepdim=True).values
         others = ((similarity >= best_own) & ~same).sum(dim=1)
-        metrics |= _recalls(others + 1, "patch_")
+        metrics |= _recalls(torch.where(finite, others + 1, last), "patch_")
         metrics["chance_patch_r@1"] = float(same.sum(dim=1).float().mean()) / similarity.shape[1]
     return metrics
 
 
 def _recalls(ranks: torch.Tensor, prefix: str) -> dict[str, float]:
     metrics = {f"{prefix}r@{k}": float((ranks <= k).float().mean()) for k in (1, 5, 10)}
-    return metrics | {f"{prefix}median_rank": float(ranks.float().median())}
+    # numpy's median averages the two middle ranks of an even count; torch's takes the lower.
+    return metrics | {f"{prefix}median_rank": float(np.median(ranks.numpy()))}
 
 
 def haversine_km(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray,

@@ -5,7 +5,7 @@ codes of ``legend.csv``) and continuous fields (``fields/<tile_id>.tif``: afflue
 urbanity) on the tile's own grid, and ``street_views.csv`` with each view's truth.
 
 Every item is assigned the split of its spatial block as the pairing step assigned it
-(blocks without a street view are split by the same keyed hash), so train, val and test
+(blocks without a street view by a keyed hash of the block alone), so train, val and test
 are the same places for pretraining and evaluation.
 """
 
@@ -21,7 +21,7 @@ import rasterio
 from rasterio.windows import Window
 
 from gair.geo.crs import transform_grouped
-from gair.geo.pairing import TileGrid, assign_splits, spatial_blocks
+from gair.geo.pairing import TileGrid, hashed_splits, spatial_blocks
 
 LANDCOVER = "landcover"
 FIELDS = "fields"
@@ -29,29 +29,46 @@ FIELDS = "fields"
 
 @dataclass(frozen=True)
 class SpatialSplit:
-    """The pairing step's block size, split fractions and seed, and its block -> split."""
+    """The pairing step's block size, split fractions and seed, its block -> split, and
+    the footprints of its RS patches (``tile_id``, ``row_off``, ``col_off``, ``split``;
+    ``patch_size`` px square), whose pixels pretraining saw in their split."""
 
     block_km: float
     fractions: dict[str, float]
     seed: int
     known: dict[int, str]
+    footprints: pd.DataFrame
+    patch_size: int
 
     @classmethod
     def of_pairs(cls, pairs: pd.DataFrame, block_km: float, fractions: dict[str, float],
-                 seed: int) -> SpatialSplit:
+                 seed: int, patch_size: int) -> SpatialSplit:
         known = dict(zip(pairs["block"].astype("int64"), pairs["split"], strict=True))
-        return cls(block_km, dict(fractions), seed, known)
+        footprints = pairs[["tile_id", "row_off", "col_off", "split"]].drop_duplicates()
+        return cls(block_km, dict(fractions), seed, known,
+                   footprints.astype({"row_off": "int64", "col_off": "int64"}), patch_size)
 
     def of_blocks(self, blocks: np.ndarray) -> np.ndarray:
-        """Split name per block key; unseen blocks by the pairing step's keyed hash."""
+        """Split name per block key; blocks without a street view by their own hash."""
         unique = np.unique(blocks)
         names = list(self.fractions)
         unseen = np.array([b for b in unique if int(b) not in self.known], dtype=np.int64)
         mapping = dict(self.known)
         if len(unseen):
-            codes = assign_splits(unseen, self.fractions, self.seed)
+            codes = hashed_splits(unseen, self.fractions, self.seed)
             mapping |= {int(b): names[c] for b, c in zip(unseen, codes, strict=True)}
         return np.array([mapping[int(b)] for b in blocks], dtype=object)
+
+    def seen_in(self, tile_id: str, height: int, width: int) -> np.ndarray:
+        """[height, width] bit masks of the splits whose pairing patches cover each pixel
+        of a tile (bit i: the i-th split of ``fractions``)."""
+        bits = {name: np.uint8(1 << i) for i, name in enumerate(self.fractions)}
+        covered = np.zeros((height, width), np.uint8)
+        size = self.patch_size
+        mine = self.footprints[self.footprints["tile_id"] == tile_id]
+        for r, c, name in mine[["row_off", "col_off", "split"]].itertuples(index=False):
+            covered[r : r + size, c : c + size] |= bits[name]
+        return covered
 
     def of_points(self, grid: TileGrid, tile: np.ndarray, col: np.ndarray,
                   row: np.ndarray) -> np.ndarray:
@@ -112,7 +129,10 @@ def sample_patches(tiles: pd.DataFrame, truth_dir: Path, split: SpatialSplit, pa
     cover, each in the split of its spatial block.
 
     A patch whose footprint reaches into a block of another split is left out (its pixels
-    would be seen in two splits); the counts say how many. Columns: ``tile_id``,
+    would be seen in two splits), and so is one that shares pixels with a pairing patch of
+    another split (a pairing patch takes the split of its centre, so a train patch can
+    reach into a test block, and pretraining saw its pixels); the counts say how many.
+    Columns: ``tile_id``,
     ``row_off``, ``col_off``, ``split``, ``landcover``, ``dominant_fraction``; geometry:
     the footprint's centre in EPSG:4326.
     """
@@ -134,7 +154,14 @@ def sample_patches(tiles: pd.DataFrame, truth_dir: Path, split: SpatialSplit, pa
     straddles = np.zeros(len(tile), dtype=bool)
     for c, r in corners:
         straddles |= split.of_points(grid, tile, c, r) != centre
-    keep = ~straddles
+    own_bit = {name: 1 << i for i, name in enumerate(split.fractions)}
+    overlaps = np.zeros(len(tile), dtype=bool)
+    for t in np.unique(tile):
+        seen = split.seen_in(grid.tile_ids[t], int(grid.heights[t]), int(grid.widths[t]))
+        for i in np.flatnonzero((tile == t) & ~straddles):
+            window = seen[row_off[i] : row_off[i] + patch_size, col_off[i] : col_off[i] + patch_size]
+            overlaps[i] = bool(int(np.bitwise_or.reduce(window, axis=None)) & ~own_bit[centre[i]])
+    keep = ~straddles & ~overlaps
     table = pd.DataFrame({"tile_id": grid.tile_ids[tile[keep]], "row_off": row_off[keep],
                           "col_off": col_off[keep], "split": centre[keep]})
     labels, fractions = [], []
@@ -147,7 +174,8 @@ def sample_patches(tiles: pd.DataFrame, truth_dir: Path, split: SpatialSplit, pa
     lat, lon = _pixel_to_latlon(grid, tile[keep], col_off[keep] + patch_size / 2,
                                 row_off[keep] + patch_size / 2)
     counts = {"candidates": len(tile), "kept": int(keep.sum()),
-              "left_out_straddling_splits": int(straddles.sum())}
+              "left_out_straddling_splits": int(straddles.sum()),
+              "left_out_overlapping_other_split_pairs": int(overlaps.sum())}
     return gpd.GeoDataFrame(table, geometry=gpd.points_from_xy(lon, lat), crs="EPSG:4326"), counts
 
 

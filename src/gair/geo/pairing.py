@@ -140,6 +140,17 @@ def assign_splits(blocks: np.ndarray, fractions: dict[str, float], seed: int) ->
     return split_of_block[inverse]
 
 
+def hashed_splits(blocks: np.ndarray, fractions: dict[str, float], seed: int) -> np.ndarray:
+    """Split code per block from the block's own keyed hash, in the given fractions of
+    blocks: for blocks that hold no items, whose split must not depend on which other
+    blocks are asked about at the same time (as :func:`assign_splits`' would)."""
+    total = sum(fractions.values())
+    uniform = (_mix64(np.asarray(blocks, np.int64), seed) >> np.uint64(11)) / float(2**53)
+    bounds = np.cumsum([v / total for v in fractions.values()])
+    return np.minimum(np.searchsorted(bounds, uniform, side="right"),
+                      len(fractions) - 1).astype(np.int8)
+
+
 @dataclass(frozen=True)
 class Pairing:
     """Per point (input order): tile index (-1 outside every tile) and, where found, the

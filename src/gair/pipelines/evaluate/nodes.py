@@ -37,7 +37,7 @@ def prepare_tasks(pairs: gpd.GeoDataFrame, street_views: gpd.GeoDataFrame,
     """The task tables from the sample world's truth, in the pairing step's spatial split:
     street-view targets, RS patches and location points, and their counts."""
     split = SpatialSplit.of_pairs(pairs, pair.split.block_km, dict(pair.split.fractions),
-                                  pair.split.seed)
+                                  pair.split.seed, pair.patch_size_px)
     tasks = params.tasks
     targets = street_view_targets(pairs, truth_dir, street_views, tuple(tasks.perception))
     patches, patch_counts = sample_patches(tiles, truth_dir, split, pair.patch_size_px,
