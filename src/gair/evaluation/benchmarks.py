@@ -135,10 +135,13 @@ def read_label_csvs(directory: Path, targets: Targets) -> ReadResult:
     a usable value for it; otherwise it is rejected once, with every reason.
     """
     directory = Path(directory)
-    values, problems = [], defaultdict(list)
+    values, problems, tables = [], defaultdict(list), {}
     for target in targets.columns:
-        path, column = _label_column(directory, target)
-        table = _read_csv(path).rename(columns={column: target})
+        path = _label_file(directory, target)
+        if path not in tables:  # several targets may be columns of one (large) file
+            tables[path] = _read_csv(path)
+        column = _label_column(path, tables[path].columns, target)
+        table = tables[path][["uuid", column]].rename(columns={column: target})
         kept, bad = _check_rows(table, path, "uuid", _only(targets, target), "benchmark/labels")
         for reject in bad:
             problems[reject["item"]].append(reject | {"target": target})
@@ -172,14 +175,19 @@ def _only(targets: Targets, column: str) -> Targets:
     return Targets(classify=(column,))
 
 
-def _label_column(directory: Path, target: str) -> tuple[Path, str]:
-    """The file and column a label target names (see :func:`read_label_csvs`)."""
-    stem, _, column = target.partition(":")
+def _label_file(directory: Path, target: str) -> Path:
+    """The file a label target names (see :func:`read_label_csvs`)."""
+    stem = target.partition(":")[0]
     files = {p.stem.lower(): p for p in directory.glob("*.csv")} if directory.is_dir() else {}
-    path = files.get(stem.lower())
-    if path is None:
+    if stem.lower() not in files:
         raise InputConfigurationError(f"{directory / (stem + '.csv')}: label file missing")
-    header = [c for c in pd.read_csv(path, nrows=0).columns if c.lower() != "uuid"]
+    return files[stem.lower()]
+
+
+def _label_column(path: Path, columns: Sequence[str], target: str) -> str:
+    """The column of ``path`` a label target names (see :func:`read_label_csvs`)."""
+    stem, _, column = target.partition(":")
+    header = [c for c in columns if c != "uuid"]
     by_name = {c.lower(): c for c in header}
     if column:
         found = by_name.get(column.lower())
@@ -189,7 +197,7 @@ def _label_column(directory: Path, target: str) -> tuple[Path, str]:
         raise InputConfigurationError(
             f"{path}: no column for target {target!r} among {header}; "
             f"name one as '{stem}:<column>'")
-    return path, found
+    return found
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -251,15 +259,14 @@ def read_points_table(path: Path, targets: Targets) -> ReadResult:
     reasons = pd.Series("", index=kept.index)
     reasons[~np.isfinite(lat) | ~np.isfinite(lon)] = "missing or non-numeric lat/lon"
     reasons[(reasons == "") & ((lat.abs() > 90) | (lon.abs() > 180))] = "lat/lon out of range"
-    detail = {i: f"lat={kept.loc[i, 'lat']}, lon={kept.loc[i, 'lon']}" for i in kept.index}
     if "split" in kept.columns:
-        unknown = (reasons == "") & ~kept["split"].isin(SPLITS)
-        reasons[unknown] = "unknown split"
-        detail |= {i: f"split={kept.loc[i, 'split']!r}, not one of {list(SPLITS)}"
-                   for i in kept.index[unknown]}
+        reasons[(reasons == "") & ~kept["split"].isin(SPLITS)] = "unknown split"
     for i in reasons.index[reasons != ""]:
+        detail = (f"split={kept.loc[i, 'split']!r}, not one of {list(SPLITS)}"
+                  if reasons[i] == "unknown split"
+                  else f"lat={kept.loc[i, 'lat']}, lon={kept.loc[i, 'lon']}")
         rejects.append({"stage": "benchmark/points", "file": Path(path).name, "row": i + 1,
-                        "item": str(i + 1), "reason": reasons[i], "detail": detail[i]})
+                        "item": str(i + 1), "reason": reasons[i], "detail": detail})
     ok = reasons == ""
     accepted = kept[ok].assign(lat=lat[ok], lon=lon[ok]).reset_index(drop=True)
     points = gpd.GeoDataFrame(accepted, geometry=gpd.points_from_xy(accepted["lon"],
@@ -282,10 +289,10 @@ def read_street_view_table(path: Path, targets: Targets) -> ReadResult:
 def random_splits(n: int, fractions: dict[str, float], seed: int) -> np.ndarray:
     """Split names for ``n`` items drawn at random in the given fractions (for benchmarks
     that come without a split or a place, such as EuroSAT)."""
-    bounds = np.cumsum([v / sum(fractions.values()) for v in fractions.values()])
+    from gair.geo.pairing import split_at
+
     position = np.random.default_rng(seed).permutation(n) / max(n, 1)
-    return np.array(list(fractions), dtype=object)[np.searchsorted(bounds, position,
-                                                                   side="right")]
+    return np.array(list(fractions), dtype=object)[split_at(position, fractions)]
 
 
 def block_splits(lat: np.ndarray, lon: np.ndarray, block_deg: float,

@@ -59,15 +59,18 @@ class SpatialSplit:
             mapping |= {int(b): names[c] for b, c in zip(unseen, codes, strict=True)}
         return np.array([mapping[int(b)] for b in blocks], dtype=object)
 
+    def bit(self, name: str) -> int:
+        """The bit of split ``name`` in :meth:`seen_in`'s masks."""
+        return 1 << list(self.fractions).index(name)
+
     def seen_in(self, tile_id: str, height: int, width: int) -> np.ndarray:
-        """[height, width] bit masks of the splits whose pairing patches cover each pixel
-        of a tile (bit i: the i-th split of ``fractions``)."""
-        bits = {name: np.uint8(1 << i) for i, name in enumerate(self.fractions)}
+        """[height, width] masks of the splits (:meth:`bit`) whose pairing patches cover
+        each pixel of a tile."""
         covered = np.zeros((height, width), np.uint8)
         size = self.patch_size
         mine = self.footprints[self.footprints["tile_id"] == tile_id]
         for r, c, name in mine[["row_off", "col_off", "split"]].itertuples(index=False):
-            covered[r : r + size, c : c + size] |= bits[name]
+            covered[r : r + size, c : c + size] |= np.uint8(self.bit(name))
         return covered
 
     def of_points(self, grid: TileGrid, tile: np.ndarray, col: np.ndarray,
@@ -132,9 +135,8 @@ def sample_patches(tiles: pd.DataFrame, truth_dir: Path, split: SpatialSplit, pa
     would be seen in two splits), and so is one that shares pixels with a pairing patch of
     another split (a pairing patch takes the split of its centre, so a train patch can
     reach into a test block, and pretraining saw its pixels); the counts say how many.
-    Columns: ``tile_id``,
-    ``row_off``, ``col_off``, ``split``, ``landcover``, ``dominant_fraction``; geometry:
-    the footprint's centre in EPSG:4326.
+    Columns: ``tile_id``, ``row_off``, ``col_off``, ``split``, ``landcover``,
+    ``dominant_fraction``; geometry: the footprint's centre in EPSG:4326.
     """
     grid = TileGrid.from_index(tiles)
     rows = []
@@ -154,13 +156,12 @@ def sample_patches(tiles: pd.DataFrame, truth_dir: Path, split: SpatialSplit, pa
     straddles = np.zeros(len(tile), dtype=bool)
     for c, r in corners:
         straddles |= split.of_points(grid, tile, c, r) != centre
-    own_bit = {name: 1 << i for i, name in enumerate(split.fractions)}
     overlaps = np.zeros(len(tile), dtype=bool)
     for t in np.unique(tile):
         seen = split.seen_in(grid.tile_ids[t], int(grid.heights[t]), int(grid.widths[t]))
         for i in np.flatnonzero((tile == t) & ~straddles):
             window = seen[row_off[i] : row_off[i] + patch_size, col_off[i] : col_off[i] + patch_size]
-            overlaps[i] = bool(int(np.bitwise_or.reduce(window, axis=None)) & ~own_bit[centre[i]])
+            overlaps[i] = bool(int(np.bitwise_or.reduce(window, axis=None)) & ~split.bit(centre[i]))
     keep = ~straddles & ~overlaps
     table = pd.DataFrame({"tile_id": grid.tile_ids[tile[keep]], "row_off": row_off[keep],
                           "col_off": col_off[keep], "split": centre[keep]})

@@ -90,6 +90,11 @@ class ModelEmbeddings:
             getattr(self, name).to_parquet(folder / f"{name}.parquet")
         np.save(folder / "patch_tokens.npy", self.tokens)
 
+    @staticmethod
+    def read_pairs(folder: Path) -> gpd.GeoDataFrame:
+        """Only the per-street-view embeddings (without the large token grids)."""
+        return gpd.read_parquet(folder / "pairs.parquet")
+
     @classmethod
     def read(cls, folder: Path) -> ModelEmbeddings:
         tables = {name: gpd.read_parquet(folder / f"{name}.parquet") for name in cls.FILES}

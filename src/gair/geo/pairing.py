@@ -122,21 +122,26 @@ def _mix64(keys: np.ndarray, seed: int) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
+def split_at(position: np.ndarray, fractions: dict[str, float]) -> np.ndarray:
+    """Split code (index into ``list(fractions)``) of positions in [0, 1) laid along the
+    splits in their fractions."""
+    bounds = np.cumsum([v / sum(fractions.values()) for v in fractions.values()])
+    return np.minimum(np.searchsorted(bounds, position, side="right"),
+                      len(fractions) - 1).astype(np.int8)
+
+
 def assign_splits(blocks: np.ndarray, fractions: dict[str, float], seed: int) -> np.ndarray:
     """Split code (index into ``list(fractions)``) per item; a block's items share one split.
 
     Blocks are ordered by a keyed hash (deterministic, independent of input order), then
     cut where the cumulative item count crosses each split's fraction.
     """
-    total = sum(fractions.values())
     unique, inverse, counts = np.unique(blocks, return_inverse=True, return_counts=True)
     order = np.argsort(_mix64(unique, seed), kind="stable")
     # A block goes to the split in which its middle item falls.
     middle = (np.cumsum(counts[order]) - counts[order] / 2) / counts.sum()
-    bounds = np.cumsum([v / total for v in fractions.values()])
     split_of_block = np.empty(len(unique), dtype=np.int8)
-    split_of_block[order] = np.minimum(np.searchsorted(bounds, middle, side="right"),
-                                       len(fractions) - 1)
+    split_of_block[order] = split_at(middle, fractions)
     return split_of_block[inverse]
 
 
@@ -144,11 +149,8 @@ def hashed_splits(blocks: np.ndarray, fractions: dict[str, float], seed: int) ->
     """Split code per block from the block's own keyed hash, in the given fractions of
     blocks: for blocks that hold no items, whose split must not depend on which other
     blocks are asked about at the same time (as :func:`assign_splits`' would)."""
-    total = sum(fractions.values())
     uniform = (_mix64(np.asarray(blocks, np.int64), seed) >> np.uint64(11)) / float(2**53)
-    bounds = np.cumsum([v / total for v in fractions.values()])
-    return np.minimum(np.searchsorted(bounds, uniform, side="right"),
-                      len(fractions) - 1).astype(np.int8)
+    return split_at(uniform, fractions)
 
 
 @dataclass(frozen=True)

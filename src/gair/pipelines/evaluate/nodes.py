@@ -215,7 +215,8 @@ def score_benchmarks(embeddings_dir: Path, params: EvaluateParams,
             pooled = np.concatenate([model(name).encode_rs(eurosat.images[i : i + params.batch_size])[1]
                                      for i in range(0, len(codes), params.batch_size)])
             per_model[name]["bench_eurosat_ms"] = linear_and_knn(pooled, codes, split, settings)
-    pairs = None
+    pairs = {name: ModelEmbeddings.read_pairs(Path(embeddings_dir) / name)
+             for name in manifest} if config.street_view_labels or config.street_view_table else {}
     for key, reader in (("street_view_labels", bench.read_label_csvs),
                         ("street_view_table", bench.read_street_view_table)):
         c = getattr(config, key)
@@ -223,9 +224,7 @@ def score_benchmarks(embeddings_dir: Path, params: EvaluateParams,
             continue
         targets = bench.Targets(tuple(c.regress), tuple(c.classify))
         read = reader(Path(c.path), targets)
-        if pairs is None:  # every model embedded the same pairs
-            pairs = ModelEmbeddings.read(Path(embeddings_dir) / next(iter(manifest))).pairs
-        paired = read.accepted["uuid"].isin(pairs["uuid"])
+        paired = read.accepted["uuid"].isin(next(iter(pairs.values()))["uuid"])  # all alike
         unpaired = rejects_frame({"stage": f"benchmark/{key}", "item": u,
                                   "reason": "street view not paired"}
                                  for u in read.accepted.loc[~paired, "uuid"])
@@ -234,8 +233,7 @@ def score_benchmarks(embeddings_dir: Path, params: EvaluateParams,
         rejects.append(read.rejects)
         logger.info("%s: %s", key, read.report())
         for name in manifest:
-            views = ModelEmbeddings.read(Path(embeddings_dir) / name).pairs
-            table = read.accepted.merge(views[["uuid", "split", "sv"]], on="uuid")
+            table = read.accepted.merge(pairs[name][["uuid", "split", "sv"]], on="uuid")
             per_model[name] |= score_targets(stack(table, "sv"), table, targets, settings,
                                              f"bench_{key}")
     if config.points:
