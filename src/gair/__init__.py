@@ -1,6 +1,7 @@
 """GAIR: geo-foundation model pretraining across Sentinel-2, street views and location.
 
-``gair.load_model(path)`` rebuilds a trained model from its checkpoint alone; see
+``gair.load_model(path)`` rebuilds a trained model from its checkpoint alone (this
+project's, a ``gair.save_pretrained`` folder, or the official GAIR release); see
 :mod:`gair.embed` for embedding your own data with it.
 """
 
@@ -9,8 +10,8 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     # Lazy: `import gair` (Kedro's CLI does) must not import torch.
-    if name == "load_model":
-        from gair.embed.model import load_model
+    if name in ("load_model", "save_pretrained"):
+        from gair.embed import model
 
-        return load_model
+        return getattr(model, name)
     raise AttributeError(f"module 'gair' has no attribute {name!r}")

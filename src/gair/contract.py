@@ -10,18 +10,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from gair.io.sentinel2 import GAIR_BANDS, QUANTIFICATION_VALUE
 
 CONTRACT_KEY = "gair_contract"
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2
+"""2: RS normalisation and resampling stated (version 1 meant z-score and area/bilinear)."""
 
-SV_MEAN = (135.47, 142.29, 145.12)
-SV_STD = (59.20, 59.35, 72.02)
+SV_MEAN = (135.47184384, 142.28621995, 145.12271992)
+SV_STD = (59.19978436, 59.35279219, 72.02295734)
 """Street-view normalisation of the official code, on the 0-255 scale."""
+
+OFFICIAL_BAND_MEAN = (1172.9397, 1378.0846, 1509.3327, 1750.0275, 2073.2758, 2207.3283,
+                      2245.1629, 2284.6384, 2231.7283, 1899.1932)
+OFFICIAL_BAND_STD = (706.6250, 720.1862, 783.1424, 707.1962, 714.2782, 748.1827, 852.3585,
+                     762.0849, 690.0165, 669.9036)
+"""The official GAIR band statistics (B02 ... B12 in GAIR_BANDS order, digital numbers of
+its harmonized L2A tiles = reflectance x 10000)."""
+
+RSNormalization = Literal["zscore", "official"]
+Interpolation = Literal["area", "bilinear", "bicubic"]
 
 
 class ContractError(ValueError):
@@ -33,8 +44,12 @@ class RSContract:
     """Sentinel-2 input: ``bands`` in this order, as harmonised L2A surface reflectance x
     10000 (uint16 digital numbers with the BOA offset of processing baseline >= 04.00
     removed: reflectance = value / 10000), 0 = nodata; ``patch_size_px`` pixels at
-    ``ground_resolution_m``, resized to ``model_input_px``; per-band z-score with
-    ``band_mean`` / ``band_std`` (same units)."""
+    ``ground_resolution_m``, resized to ``model_input_px`` with ``interpolation``.
+
+    ``normalization``: ``zscore`` = (value - band_mean) / band_std, nodata set to 0 (the
+    mean); ``official`` = the official GAIR code's: [mean - 2 std, mean + 2 std] mapped to
+    [0, 255], clipped, truncated to uint8, divided by 255 (nodata is not masked).
+    """
 
     band_mean: tuple[float, ...]
     band_std: tuple[float, ...]
@@ -45,6 +60,8 @@ class RSContract:
     boa_offset_removed: bool = True
     ground_resolution_m: float = 10.0
     nodata: int = 0
+    normalization: RSNormalization = "zscore"
+    interpolation: Interpolation = "area"
 
     def check(self, patches: np.ndarray, band_names: Sequence[str] | None = None,
               units: str | None = None) -> None:
@@ -82,14 +99,15 @@ class RSContract:
 
 @dataclass(frozen=True)
 class SVContract:
-    """Street-view input: RGB on the 0-255 scale, resized to ``size_px`` square, z-scored
-    with ``mean`` / ``std``."""
+    """Street-view input: RGB on the 0-255 scale, resized to ``size_px`` square with
+    ``interpolation`` (antialiased), z-scored with ``mean`` / ``std``."""
 
     size_px: int
     mean: tuple[float, ...] = SV_MEAN
     std: tuple[float, ...] = SV_STD
     channels: str = "RGB"
     value_scale: str = "0-255"
+    interpolation: Interpolation = "bilinear"
 
 
 @dataclass(frozen=True)
@@ -144,25 +162,47 @@ class PreprocessingContract:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PreprocessingContract:
-        if values.get("version") != CONTRACT_VERSION:
-            raise ContractError(f"preprocessing contract version {values.get('version')} "
-                                f"where {CONTRACT_VERSION} is understood")
+        """Read a stored contract; version 1 (before normalisation and resampling were
+        stated) reads as what it meant: z-score, area/bilinear RS resize, bilinear SV."""
+        version = values.get("version")
+        if version not in (1, CONTRACT_VERSION):
+            raise ContractError(f"preprocessing contract version {version} where "
+                                f"1 or {CONTRACT_VERSION} is understood")
 
         def tuples(section: dict[str, Any]) -> dict[str, Any]:
             return {k: tuple(v) if isinstance(v, list) else v for k, v in section.items()}
 
         return cls(rs=RSContract(**tuples(values["rs"])), sv=SVContract(**tuples(values["sv"])),
                    location=LocationContract(**tuples(values["location"])),
-                   version=values["version"])
+                   version=CONTRACT_VERSION)
 
     @classmethod
     def for_training(cls, band_mean: Sequence[float], band_std: Sequence[float],
-                     patch_size_px: int, model: dict[str, Any]) -> PreprocessingContract:
-        """The contract of a model trained on the pairing shards with this configuration."""
+                     patch_size_px: int, model: dict[str, Any],
+                     preprocessing: dict[str, Any] | None = None) -> PreprocessingContract:
+        """The contract of a model trained on the pairing shards with this configuration
+        (``preprocessing``: ``rs_normalization``, ``rs_interpolation``,
+        ``sv_interpolation``; the defaults are today's z-score recipe)."""
+        options = preprocessing or {}
         return cls(
             rs=RSContract(band_mean=tuple(float(v) for v in band_mean),
                           band_std=tuple(float(v) for v in band_std),
                           patch_size_px=int(patch_size_px),
-                          model_input_px=int(model["rs_encoder"]["img_size"])),
-            sv=SVContract(size_px=int(model["sv_encoder"]["img_size"])),
+                          model_input_px=int(model["rs_encoder"]["img_size"]),
+                          normalization=options.get("rs_normalization", "zscore"),
+                          interpolation=options.get("rs_interpolation", "area")),
+            sv=SVContract(size_px=int(model["sv_encoder"]["img_size"]),
+                          interpolation=options.get("sv_interpolation", "bilinear")),
+        )
+
+    @classmethod
+    def official(cls, patch_size_px: int = 96, model_input_px: int = 96,
+                 sv_size_px: int = 224) -> PreprocessingContract:
+        """The official GAIR code's preprocessing: its band statistics, [mean +- 2 std] to
+        uint8 scaling and bicubic resizing; its SV statistics and bicubic resizing."""
+        return cls(
+            rs=RSContract(band_mean=OFFICIAL_BAND_MEAN, band_std=OFFICIAL_BAND_STD,
+                          patch_size_px=patch_size_px, model_input_px=model_input_px,
+                          normalization="official", interpolation="bicubic"),
+            sv=SVContract(size_px=sv_size_px, interpolation="bicubic"),
         )

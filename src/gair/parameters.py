@@ -74,7 +74,8 @@ class PairParams(_Strict):
 
 
 class EncoderParams(BaseModel):
-    """A timm ViT: ``name`` plus architecture overrides (``patch_size``, ``depth`` ...)."""
+    """An encoder: ``name`` (a timm ViT, or ``croma`` for the RS encoder) plus its
+    architecture options (``patch_size``, ``depth``, ``num_heads``, ``pooler`` ...)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -91,6 +92,7 @@ class ModelParams(_Strict):
                                         "hidden_dim": 1024, "depth": 3}
     query_mode: Literal["nili", "bilinear", "bicubic"] = "nili"
     imnet_hidden: list[int] = []
+    nili_offset_scale: Literal["grid", "half_grid"] = "grid"
 
 
 class LossParams(_Strict):
@@ -101,6 +103,10 @@ class LossParams(_Strict):
     weight_secl_sv: float = Field(default=0.5, ge=0)
     weight_secl_rs: float = Field(default=0.5, ge=0)
     queue_size: int = Field(default=4096, ge=0)
+    secl_negatives: Literal["queue", "batch_and_queue"] = Field(
+        default="batch_and_queue", description="queue: the official SECL")
+    weight_distill_sv: float = Field(default=0.2, ge=0, description="used with teachers.sv_weights")
+    weight_distill_rs: float = Field(default=0.2, ge=0, description="used with teachers.rs_weights")
 
 
 class OptimizerParams(_Strict):
@@ -132,6 +138,36 @@ class TrainerParams(BaseModel):
     log_every_n_steps: int = Field(default=10, ge=1)
 
 
+class PreprocessingParams(_Strict):
+    """How inputs are prepared (stored in every checkpoint's contract).
+
+    ``zscore``: per-band statistics of the training shards; ``official``: the official
+    GAIR statistics (or ``rs_band_mean``/``rs_band_std``) and its uint8 scaling."""
+
+    rs_normalization: Literal["zscore", "official"] = "zscore"
+    rs_band_mean: list[float] | None = None
+    rs_band_std: list[float] | None = None
+    rs_interpolation: Literal["area", "bilinear", "bicubic"] = "area"
+    sv_interpolation: Literal["bilinear", "bicubic"] = "bilinear"
+    rs_jitter: float = Field(default=0.0, ge=0, le=1,
+                             description="p of the official RS jitter (official 0.7)")
+
+    @field_validator("rs_jitter")
+    @classmethod
+    def _jitter_needs_official(cls, value: float, info) -> float:
+        if value and info.data.get("rs_normalization") != "official":
+            raise ValueError("rs_jitter is the official jitter on [0, 1] inputs: it needs "
+                             "rs_normalization: official")
+        return value
+
+
+class TeacherParams(_Strict):
+    """Frozen distillation teachers, local files only; none configured: no distillation."""
+
+    sv_weights: str | None = Field(default=None, description="ImageNet-21k ViT-B/16 file")
+    rs_weights: str | None = Field(default=None, description="e.g. CROMA_base.pt")
+
+
 class CheckpointParams(_Strict):
     # Median rank, not R@1: on a few hundred validation views R@1 moves in steps of one hit
     # and picked an early epoch by chance (the sample world's test R@1 fell to chance).
@@ -145,6 +181,8 @@ class PretrainParams(_Strict):
     resume: bool = True
     model: ModelParams
     loss: LossParams = LossParams()
+    preprocessing: PreprocessingParams = PreprocessingParams()
+    teachers: TeacherParams = TeacherParams()
     optimizer: OptimizerParams = OptimizerParams()
     data: DataParams = DataParams()
     trainer: TrainerParams = TrainerParams()

@@ -6,10 +6,11 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from gair.contract import PreprocessingContract
 from gair.parameters import PretrainParams
 from gair.training import ShardedPairs, run_pretraining
 from gair.training.data import PairsDataModule, band_statistics
-from tests.training.conftest import tiny_pretrain_params
+from tests.training.conftest import TINY_MODEL, tiny_pretrain_params
 
 
 def _spec(shards, run_dir, **trainer) -> dict:
@@ -21,7 +22,8 @@ def _spec(shards, run_dir, **trainer) -> dict:
 def test_datamodule_batches(tiny_shards):
     mean, std = band_statistics(sorted(tiny_shards.rglob("*.tar")), 16)
     assert len(mean) == len(std) == 10 and all(s > 0 for s in std)
-    module = PairsDataModule(str(tiny_shards), 4, 16, 16, mean, std, 0, 0, 8)
+    contract = PreprocessingContract.for_training(mean, std, 32, TINY_MODEL)
+    module = PairsDataModule(str(tiny_shards), 4, contract, 0, 0, 8)
     module.setup()
     batch = next(iter(module.train_dataloader()))
     assert batch["rs"].shape == (4, 10, 16, 16) and batch["sv"].shape == (4, 3, 16, 16)

@@ -1,7 +1,8 @@
 """Use a trained GAIR: load it from its checkpoint alone and embed your own locations,
 street views and Sentinel-2 patches (library code, no Kedro; ``python -m gair.embed``).
 
-    model = gair.load_model("data/06_models/gair.ckpt")
+    model = gair.load_model("data/06_models/gair.ckpt")  # or a save_pretrained folder,
+                                                          # or the official GAIR release
     points = gair.embed.embed_locations(model, pd.read_csv("points.csv"))  # lat, lon
     gair.embed.write_geoparquet(points, "points_embedded.parquet")
 """
@@ -13,7 +14,8 @@ from gair.embed.api import (
     embed_street_views,
     write_geoparquet,
 )
-from gair.embed.model import FrozenGAIR, load_model, random_like
+from gair.embed.model import FrozenGAIR, load_model, random_like, save_pretrained
 
 __all__ = ["FrozenGAIR", "embed_locations", "embed_rs_at_points", "embed_rs_patches",
-           "embed_street_views", "load_model", "random_like", "write_geoparquet"]
+           "embed_street_views", "load_model", "random_like", "save_pretrained",
+           "write_geoparquet"]

@@ -3,7 +3,9 @@
 ``locations``: a CSV/Parquet table with ``lat``, ``lon`` columns (degrees, in that order);
 ``rs-points``: the same, plus ``--sentinel2-dir`` (RS at the points and their locations);
 ``rs-patches``: GeoTIFF files or a folder of them (``--band-order``, ``--boa-add-offset``);
-``street-views``: image files or a folder of them.
+``street-views``: image files or a folder of them;
+``convert``: write the checkpoint (this project's, or the official GAIR release) as a
+self-describing folder without pickle (``--output FOLDER``; ``--trained-on`` for its card).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from gair.embed.api import (
     embed_street_views,
     write_geoparquet,
 )
-from gair.embed.model import load_model
+from gair.embed.model import load_model, save_pretrained
 from gair.io.sentinel2 import L2A_BANDS
+from gair.model.weights import WeightsError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -46,10 +49,14 @@ def _files(inputs: list[Path], suffixes: tuple[str, ...]) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gair.embed", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["locations", "rs-points", "rs-patches", "street-views"])
-    parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--input", type=Path, nargs="+", required=True)
-    parser.add_argument("--output", type=Path, required=True, help="a .parquet file")
+    parser.add_argument("what", choices=["locations", "rs-points", "rs-patches", "street-views",
+                                         "convert"])
+    parser.add_argument("--checkpoint", type=Path, required=True,
+                        help="a gair checkpoint or folder, or the official GAIR checkpoint")
+    parser.add_argument("--input", type=Path, nargs="+")
+    parser.add_argument("--output", type=Path, required=True,
+                        help="a .parquet file (convert: a new folder)")
+    parser.add_argument("--trained-on", help="convert: what the model was trained on")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--sentinel2-dir", type=Path, help="tiles for rs-points")
@@ -59,9 +66,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--boa-add-offset", type=int, default=-1000,
                         help="rs-patches: -1000 for processing baseline >= 04.00, else 0")
     args = parser.parse_args(argv)
+    if args.what != "convert" and not args.input:
+        parser.error(f"{args.what} needs --input")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         model = load_model(args.checkpoint, args.device)
+        if args.what == "convert":
+            save_pretrained(model, args.output, trained_on=args.trained_on)
+            logging.getLogger(__name__).info("%s -> %s", args.checkpoint, args.output)
+            return 0
         if args.what == "locations":
             result = embed_locations(model, _table(args.input[0]))
         elif args.what == "rs-points":
@@ -77,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             result = embed_street_views(model, _files(args.input, IMAGE_SUFFIXES),
                                         args.batch_size)
-    except (ContractError, FileNotFoundError) as error:
+    except (ContractError, WeightsError, FileNotFoundError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)  # noqa: T201
         return 2
     write_geoparquet(result, args.output)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,8 @@ import torch
 
 from gair.contract import CONTRACT_KEY, ContractError, LocationContract, PreprocessingContract
 from gair.model import GAIR, GAIRConfig
+from gair.model.official import convert_official, is_official
+from gair.model.weights import WeightsError, load_into, read_state_dict, tensors_of
 from gair.training.data import PairTransform
 
 
@@ -28,9 +33,7 @@ class FrozenGAIR:
     device: torch.device
 
     def __post_init__(self) -> None:
-        rs, sv = self.contract.rs, self.contract.sv
-        self.transform = PairTransform(rs.model_input_px, sv.size_px, rs.band_mean, rs.band_std,
-                                       train=False, sv_mean=sv.mean, sv_std=sv.std)
+        self.transform = PairTransform(self.contract, train=False)
 
     @torch.no_grad()
     def encode_rs(self, reflectance: np.ndarray, valid: np.ndarray | None = None,
@@ -72,21 +75,123 @@ class FrozenGAIR:
                                                              np.float32)
 
 
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "README.md"
+FOLDER_FORMAT = "gair-pretrained"
+
+
 def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> FrozenGAIR:
-    """Rebuild a trained GAIR from its checkpoint alone: architecture and preprocessing
-    contract come from the file, read with ``weights_only=True`` (no code is unpickled),
-    no training configuration and no network needed."""
-    content = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    if CONTRACT_KEY not in content:
-        raise ContractError(f"{checkpoint}: no preprocessing contract in this checkpoint "
-                            "(not written by gair's training)")
-    hparams = content["hyper_parameters"]
-    model = GAIR(GAIRConfig(**hparams["model"]))
-    model.load_state_dict({k.removeprefix("model."): v for k, v in content["state_dict"].items()
-                           if k.startswith("model.")})
+    """Rebuild a GAIR model from what ``checkpoint`` names, alone: a folder written by
+    :func:`save_pretrained` (safetensors + JSON, no pickle at all), a checkpoint of this
+    project's training, or the official GAIR release (converted, with the official
+    preprocessing contract; unused official keys are logged). Torch files are read with
+    ``weights_only=True``: no code is unpickled, no configuration or network is needed."""
+    path = Path(checkpoint)
+    if path.is_dir():
+        model, contract, hparams = _read_folder(path)
+    else:
+        content = read_state_dict(path)
+        if CONTRACT_KEY in content:
+            hparams = content["hyper_parameters"]
+            model = GAIR(GAIRConfig.from_saved(hparams["model"]))
+            state = {k.removeprefix("model."): v for k, v in content["state_dict"].items()
+                     if k.startswith("model.")}
+            load_into(model, state, path)
+            contract = PreprocessingContract.from_dict(content[CONTRACT_KEY])
+        elif _is_official(content, path):
+            model, _ = convert_official(content, path)
+            config = model.config
+            contract = PreprocessingContract.official(
+                model_input_px=int(config.rs_encoder["img_size"]),
+                sv_size_px=int(config.sv_encoder["img_size"]))
+            hparams = {"model": config.to_dict(), "source": f"official GAIR release ({path.name})"}
+        else:
+            raise ContractError(f"{path}: neither a gair checkpoint (no preprocessing "
+                                "contract), a save_pretrained folder, nor an official GAIR "
+                                "checkpoint (no rs_encoder.s2_encoder.* keys)")
     device = torch.device(device)
-    return FrozenGAIR(model.to(device).eval(), PreprocessingContract.from_dict(
-        content[CONTRACT_KEY]), hparams, device)
+    return FrozenGAIR(model.to(device).eval(), contract, hparams, device)
+
+
+def _is_official(content: dict[str, object], path: Path) -> bool:
+    try:
+        return is_official(tensors_of(content, path))
+    except WeightsError:
+        return False
+
+
+def _read_folder(folder: Path) -> tuple[GAIR, PreprocessingContract, dict[str, Any]]:
+    from safetensors.torch import load_file
+
+    config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
+    for needed in (config_path, weights_path):
+        if not needed.is_file():
+            raise ContractError(f"{folder}: not a save_pretrained folder ({needed.name} missing)")
+    config = json.loads(config_path.read_text())
+    if config.get("format") != FOLDER_FORMAT:
+        raise ContractError(f"{config_path}: format {config.get('format')!r} where "
+                            f"{FOLDER_FORMAT!r} is expected")
+    model = GAIR(GAIRConfig.from_saved(config["model"]))
+    load_into(model, load_file(str(weights_path)), weights_path)
+    hparams = {"model": config["model"]} | {k: config[k] for k in ("source",) if k in config}
+    return model, PreprocessingContract.from_dict(config["contract"]), hparams
+
+
+def save_pretrained(model: FrozenGAIR, folder: str | Path, trained_on: str | None = None,
+                    evaluation: str | None = None) -> Path:
+    """Write ``model`` as a folder anyone can load without pickle: ``model.safetensors``
+    (weights), ``config.json`` (architecture and preprocessing contract) and a model card
+    ``README.md`` (``trained_on``: what it was trained on; ``evaluation``: a Markdown
+    table of its evaluation). The folder is written beside and moved into place, so a
+    half-written folder never stands under ``folder``'s name."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()):
+        raise FileExistsError(f"{folder}: exists and is not empty; choose a new folder")
+    staging = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.model.state_dict().items()}
+        save_file(state, str(staging / WEIGHTS_FILE))
+        config = {"format": FOLDER_FORMAT, "format_version": 1,
+                  "model": model.model.config.to_dict(), "contract": model.contract.to_dict(),
+                  "source": model.hparams.get("source", "gair pretraining")}
+        (staging / CONFIG_FILE).write_text(json.dumps(config, indent=1))
+        (staging / CARD_FILE).write_text(model_card(model, trained_on, evaluation))
+        if folder.exists():
+            folder.rmdir()
+        os.replace(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def model_card(model: FrozenGAIR, trained_on: str | None, evaluation: str | None) -> str:
+    """A short model card: what the model is, what it expects, how it was trained."""
+    config, contract = model.model.config, model.contract
+    parts = {name: sum(p.numel() for p in getattr(model.model, name).parameters())
+             for name in ("rs_encoder", "sv_encoder", "location_encoder", "nili", "sv_proj")}
+    lines = [
+        "# GAIR model", "",
+        "Geo-aligned embeddings of Sentinel-2 patches, street views and locations "
+        "(GAIR, arXiv 2503.16683), saved by the `gair` project: "
+        "`gair.load_model(\"<this folder>\")` loads it without pickle.", "",
+        f"- Source: {model.hparams.get('source', 'gair pretraining')}",
+        f"- Trained on: {trained_on or 'not stated'}",
+        f"- Embedding size: {config.embed_dim}; RS encoder `{config.rs_encoder['name']}` at "
+        f"{contract.rs.model_input_px} px; SV encoder `{config.sv_encoder['name']}` at "
+        f"{contract.sv.size_px} px; query `{config.query_mode}`",
+        "- Parameters: " + ", ".join(f"{k} {v:,}" for k, v in parts.items()),
+        f"- RS input: bands {', '.join(contract.rs.bands)}, {contract.rs.units}, "
+        f"{contract.rs.normalization} normalisation, {contract.rs.interpolation} resize",
+        f"- SV input: RGB 0-255, mean {list(contract.sv.mean)}, std {list(contract.sv.std)}",
+        "- Locations: (lat, lon) in degrees, WGS 84", "",
+        "## Evaluation", "", evaluation or "Not evaluated.", "",
+    ]
+    return "\n".join(lines)
 
 
 def random_like(trained: FrozenGAIR, seed: int) -> FrozenGAIR:
@@ -94,6 +199,6 @@ def random_like(trained: FrozenGAIR, seed: int) -> FrozenGAIR:
     random-weights baseline), initialised from ``seed``."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = GAIR(GAIRConfig(**trained.hparams["model"]))
+        model = GAIR(GAIRConfig.from_saved(trained.hparams["model"]))
     return FrozenGAIR(model.to(trained.device).eval(), trained.contract, trained.hparams,
                       trained.device)

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gair.model.encoders import RSEncoder, SVEncoder
+from gair.model.encoders import SVEncoder, build_rs_encoder
 from gair.model.location import LocationEncoder
-from gair.model.nili import NILI, QueryMode
+from gair.model.nili import NILI, OffsetScale, QueryMode
 
 
 @dataclass
@@ -27,9 +27,16 @@ class GAIRConfig:
         "sigmas": [1.0, 16.0, 256.0], "n_features": 256, "hidden_dim": 1024, "depth": 3})
     query_mode: QueryMode = "nili"
     imnet_hidden: list[int] = field(default_factory=list)
+    nili_offset_scale: OffsetScale = "grid"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_saved(cls, values: dict[str, Any]) -> GAIRConfig:
+        """The configuration stored with a model. Models saved before NILI's offset
+        followed the official scale carry no ``nili_offset_scale``: they keep theirs."""
+        return cls(**({"nili_offset_scale": "half_grid"} | dict(values)))
 
 
 class GAIR(nn.Module):
@@ -38,14 +45,15 @@ class GAIR(nn.Module):
     ``forward(rs, sv, query, latlon)`` takes RS patches [B, bands, S, S], street views
     [B, 3, S', S'], the street views' query coordinates (x, y) in [-1, 1] inside their
     patches [B, 2], and their (lat, lon) in degrees [B, 2]; it returns L2-normalised
-    embeddings ``sv``, ``rs_query`` (NILI at the query), ``rs_global`` and ``location``.
+    embeddings ``sv``, ``rs_query`` (NILI at the query), ``rs_global`` and ``location``,
+    and ``sv_pooled``, the SV encoder's output before projection (for distillation).
     """
 
     def __init__(self, config: GAIRConfig | None = None) -> None:
         super().__init__()
         self.config = config or GAIRConfig()
         cfg = self.config
-        self.rs_encoder = RSEncoder(**cfg.rs_encoder)
+        self.rs_encoder = build_rs_encoder(cfg.rs_encoder)
         self.sv_encoder = SVEncoder(**cfg.sv_encoder)
         self.location_encoder = LocationEncoder(embed_dim=cfg.embed_dim, **cfg.location_encoder)
         rs_dim = self.rs_encoder.embed_dim
@@ -54,7 +62,8 @@ class GAIR(nn.Module):
             return nn.Identity() if dim == cfg.embed_dim else nn.Linear(dim, cfg.embed_dim)
 
         if cfg.query_mode == "nili":  # imnet maps straight to embed_dim
-            self.nili = NILI(rs_dim, cfg.embed_dim, cfg.imnet_hidden, mode="nili")
+            self.nili = NILI(rs_dim, cfg.embed_dim, cfg.imnet_hidden, mode="nili",
+                             offset_scale=cfg.nili_offset_scale)
             self.rs_query_proj = nn.Identity()
         else:  # sampling ablations keep the token size, then project like the global RS
             self.nili = NILI(rs_dim, rs_dim, mode=cfg.query_mode)
@@ -76,8 +85,12 @@ class GAIR(nn.Module):
                           dim=-1)
         return out[:, 0] if single else out
 
-    def encode_sv(self, sv: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.sv_proj(self.sv_encoder(sv)), dim=-1)
+    def encode_sv(self, sv: torch.Tensor, project: bool = True) -> torch.Tensor:
+        """Normalised SV embedding: projected (``sv_proj``, the space the losses align with
+        RS and locations), or the encoder's own output (``project=False``; the official
+        inference code's ``pooler_output``)."""
+        pooled = self.sv_encoder(sv)
+        return F.normalize(self.sv_proj(pooled) if project else pooled, dim=-1)
 
     def encode_location(self, latlon: torch.Tensor) -> torch.Tensor:
         """Normalised location embedding of (lat, lon) in degrees [..., 2]."""
@@ -86,8 +99,10 @@ class GAIR(nn.Module):
     def forward(self, rs: torch.Tensor, sv: torch.Tensor, query: torch.Tensor,
                 latlon: torch.Tensor) -> dict[str, torch.Tensor]:
         grid, rs_global = self.encode_rs(rs)
+        sv_pooled = self.sv_encoder(sv)
         return {
-            "sv": self.encode_sv(sv),
+            "sv": F.normalize(self.sv_proj(sv_pooled), dim=-1),
+            "sv_pooled": sv_pooled,
             "rs_query": self.query_rs(grid, query),
             "rs_global": rs_global,
             "location": self.encode_location(latlon),

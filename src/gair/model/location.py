@@ -6,10 +6,14 @@ Coordinates are (lat, lon) in degrees everywhere in this module's inputs.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
+
+from gair.model.weights import load_into, read_state_dict, tensors_of
 
 # Equal Earth projection constants (Šavrič, Patterson & Jenny 2018), as GeoCLIP uses them.
 _A1, _A2, _A3, _A4 = 1.340264, -0.081106, 0.000893, 0.003796
@@ -52,8 +56,10 @@ class LocationEncoder(nn.Module):
     """Equal Earth (x, y) -> one RFF branch per σ -> MLP each -> summed embedding."""
 
     def __init__(self, embed_dim: int = 768, sigmas: Sequence[float] = (2**0, 2**4, 2**8),
-                 n_features: int = 256, hidden_dim: int = 1024, depth: int = 3, seed: int = 0):
+                 n_features: int = 256, hidden_dim: int = 1024, depth: int = 3, seed: int = 0,
+                 weights: str | None = None):
         super().__init__()
+        self.depth = depth
         generator = torch.Generator().manual_seed(seed)
         self.branches = nn.ModuleList()
         for sigma in sigmas:
@@ -64,6 +70,33 @@ class LocationEncoder(nn.Module):
                 width = hidden_dim
             layers.append(nn.Linear(width, embed_dim))
             self.branches.append(nn.Sequential(*layers))
+
+        if weights:
+            self.load_geoclip(weights)
+
+    def from_geoclip_names(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """GeoCLIP's names (``LocEnc{i}.capsule.{k}``, ``LocEnc{i}.head.0``) as this
+        module's (``branches.{i}.{k}``, ``branches.{i}.<last>``); others unchanged."""
+        head = 1 + 2 * self.depth
+
+        def rename(key: str) -> str:
+            key = re.sub(r"^LocEnc(\d+)\.capsule\.", r"branches.\1.", key)
+            return re.sub(r"^LocEnc(\d+)\.head\.0\.", rf"branches.\1.{head}.", key)
+
+        return {rename(k): v for k, v in state.items()}
+
+    def load_geoclip(self, path: str | Path) -> None:
+        """Initialise from GeoCLIP's released location encoder (or the location encoder of
+        a GAIR checkpoint). Heads of another width (GeoCLIP's 512 where GAIR has 768) keep
+        their fresh initialisation, as GAIR's own GeoCLIP start did."""
+        state = tensors_of(read_state_dict(path), path)
+        if any(k.startswith("location_encoder.") for k in state):
+            state = {k.removeprefix("location_encoder."): v for k, v in state.items()
+                     if k.startswith("location_encoder.")}
+        head = 1 + 2 * self.depth
+        load_into(self, self.from_geoclip_names(state), path,
+                  reinit={f"branches.{i}.{head}.{kind}" for i in range(len(self.branches))
+                          for kind in ("weight", "bias")})
 
     def forward(self, latlon: torch.Tensor) -> torch.Tensor:
         """Embed (lat, lon) in degrees, shape [..., 2], to [..., embed_dim]."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.distributed as dist
@@ -59,6 +60,17 @@ def symmetric_infonce(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tenso
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
+def queue_infonce(query: torch.Tensor, locations: torch.Tensor, queue_locations: torch.Tensor,
+                  logit_scale: torch.Tensor) -> torch.Tensor:
+    """The official SECL: CE over [own location, queued locations] with the own location
+    as the positive; no other item of the batch is a negative and nothing is masked
+    (MoCo / GeoCLIP style, per device: nothing is gathered)."""
+    positive = (query * locations).sum(-1, keepdim=True)
+    logits = logit_scale.exp() * torch.cat([positive, query @ queue_locations.T], dim=1)
+    return F.cross_entropy(logits, torch.zeros(len(query), dtype=torch.long,
+                                               device=query.device))
+
+
 def location_infonce(query: torch.Tensor, locations: torch.Tensor, latlon: torch.Tensor,
                      queue_locations: torch.Tensor | None, queue_latlon: torch.Tensor | None,
                      logit_scale: torch.Tensor, same_place_deg: float = 1e-6) -> torch.Tensor:
@@ -82,9 +94,19 @@ def location_infonce(query: torch.Tensor, locations: torch.Tensor, latlon: torch
     return F.cross_entropy(logits, torch.arange(len(query), device=query.device))
 
 
+SeclNegatives = Literal["queue", "batch_and_queue"]
+
+
 @dataclass(frozen=True)
 class LossConfig:
-    """Temperatures and weights (defaults of the official code: τ = 0.07, 1 / 0.5 / 0.5)."""
+    """Temperatures and weights (defaults of the official code: τ = 0.07, 1 / 0.5 / 0.5;
+    distillation 0.2 / 0.2, applied only where a teacher is given).
+
+    ``secl_negatives``: ``queue`` is the official SECL (the queue only, which starts as
+    random unit vectors as GeoCLIP's); ``batch_and_queue`` (this project's option) adds the
+    batch's other locations, gathered across devices, and masks negatives at the view's own
+    place, with the queue starting empty.
+    """
 
     temperature: float = 0.07
     learnable_temperature: bool = False
@@ -93,16 +115,33 @@ class LossConfig:
     weight_secl_sv: float = 0.5
     weight_secl_rs: float = 0.5
     queue_size: int = 4096
+    secl_negatives: SeclNegatives = "batch_and_queue"
+    weight_distill_sv: float = 0.2
+    weight_distill_rs: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.secl_negatives not in ("queue", "batch_and_queue"):
+            raise ValueError(f"unknown secl_negatives {self.secl_negatives!r}")
+        if self.secl_negatives == "queue" and self.queue_size < 1:
+            raise ValueError("secl_negatives 'queue' takes its negatives from the location "
+                             "queue: queue_size must be at least 1")
 
 
 class LocationQueue(nn.Module):
-    """The most recent ``size`` training coordinates (lat, lon), re-encoded every step."""
+    """The most recent ``size`` training coordinates (lat, lon), re-encoded every step.
 
-    def __init__(self, size: int) -> None:
+    ``random_start``: begin full of random unit 2-vectors read as (lat, lon) in degrees,
+    as the official code and GeoCLIP start theirs (else empty)."""
+
+    def __init__(self, size: int, random_start: bool = False, seed: int = 0) -> None:
         super().__init__()
         self.size = size
-        self.register_buffer("latlon", torch.zeros(size, 2))
-        self.register_buffer("count", torch.zeros((), dtype=torch.long))
+        start = torch.zeros(size, 2)
+        if random_start:
+            start = F.normalize(torch.randn(size, 2, generator=torch.Generator().manual_seed(seed)),
+                                dim=1)
+        self.register_buffer("latlon", start)
+        self.register_buffer("count", torch.tensor(size if random_start else 0))
         self.register_buffer("pointer", torch.zeros((), dtype=torch.long))
 
     def filled(self) -> torch.Tensor:
@@ -118,10 +157,17 @@ class LocationQueue(nn.Module):
         self.count.add_(len(latlon))
 
 
+def distillation(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """-mean cos(student, teacher): the official distillation term (teacher detached)."""
+    return -F.cosine_similarity(student, teacher.detach().to(student.dtype), dim=-1).mean()
+
+
 class GAIRLoss(nn.Module):
-    """weight_incl·INCL + weight_secl_sv·SECL(SV→loc) + weight_secl_rs·SECL(RS→loc)."""
+    """weight_incl·INCL + weight_secl_sv·SECL(SV→loc) + weight_secl_rs·SECL(RS→loc)
+    (+ weight_distill_sv·distill_sv + weight_distill_rs·distill_rs where teachers are given)."""
 
     TERMS = ("incl", "secl_sv", "secl_rs")
+    DISTILL_TERMS = ("distill_sv", "distill_rs")
 
     def __init__(self, config: LossConfig | None = None) -> None:
         super().__init__()
@@ -129,15 +175,29 @@ class GAIRLoss(nn.Module):
         n = 1 if cfg.shared_temperature else len(self.TERMS)
         init = torch.full((n,), math.log(1.0 / cfg.temperature))
         self.logit_scale = nn.Parameter(init, requires_grad=cfg.learnable_temperature)
-        self.queue = LocationQueue(cfg.queue_size) if cfg.queue_size > 0 else None
+        self.queue = LocationQueue(cfg.queue_size, random_start=cfg.secl_negatives == "queue") \
+            if cfg.queue_size > 0 else None
 
     def scale(self, term: str) -> torch.Tensor:
         index = 0 if self.config.shared_temperature else self.TERMS.index(term)
         return self.logit_scale[index].clamp(max=MAX_LOGIT_SCALE)
 
+    def secl(self, query: torch.Tensor, embeddings: dict[str, torch.Tensor], latlon: torch.Tensor,
+             queue_emb: torch.Tensor | None, queue_latlon: torch.Tensor | None,
+             term: str) -> torch.Tensor:
+        if self.config.secl_negatives == "queue" and queue_emb is not None:
+            return queue_infonce(query, embeddings["location"], queue_emb, self.scale(term))
+        # Without a location encoder (validation) the queue is not re-encoded: batch only.
+        return location_infonce(query, embeddings["location"], latlon, queue_emb, queue_latlon,
+                                self.scale(term))
+
     def forward(self, embeddings: dict[str, torch.Tensor], latlon: torch.Tensor,
-                location_encoder: nn.Module | None = None) -> dict[str, torch.Tensor]:
-        """Loss terms and their weighted sum ``loss``; updates the queue when training."""
+                location_encoder: nn.Module | None = None,
+                teacher: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Loss terms and their weighted sum ``loss``; updates the queue when training.
+
+        ``teacher`` may hold frozen teachers' ``sv`` and ``rs_global`` features, compared
+        with the student's ``sv_pooled`` (before projection) and ``rs_global``."""
         cfg = self.config
         queue_latlon = queue_emb = None
         if self.queue is not None and location_encoder is not None:
@@ -146,13 +206,18 @@ class GAIRLoss(nn.Module):
                 queue_emb = F.normalize(location_encoder(queue_latlon), dim=-1)
         terms = {
             "incl": symmetric_infonce(embeddings["sv"], embeddings["rs_query"], self.scale("incl")),
-            "secl_sv": location_infonce(embeddings["sv"], embeddings["location"], latlon,
-                                        queue_emb, queue_latlon, self.scale("secl_sv")),
-            "secl_rs": location_infonce(embeddings["rs_query"], embeddings["location"], latlon,
-                                        queue_emb, queue_latlon, self.scale("secl_rs")),
+            "secl_sv": self.secl(embeddings["sv"], embeddings, latlon, queue_emb, queue_latlon,
+                                 "secl_sv"),
+            "secl_rs": self.secl(embeddings["rs_query"], embeddings, latlon, queue_emb,
+                                 queue_latlon, "secl_rs"),
         }
         terms["loss"] = (cfg.weight_incl * terms["incl"] + cfg.weight_secl_sv * terms["secl_sv"]
                          + cfg.weight_secl_rs * terms["secl_rs"])
+        for term, student, key in (("distill_sv", "sv_pooled", "sv"),
+                                   ("distill_rs", "rs_global", "rs_global")):
+            if teacher and key in teacher:
+                terms[term] = distillation(embeddings[student], teacher[key])
+                terms["loss"] = terms["loss"] + getattr(cfg, f"weight_{term}") * terms[term]
         if self.training and self.queue is not None:
             self.queue.push(latlon.detach())
         return terms

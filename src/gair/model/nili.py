@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 QueryMode = Literal["nili", "bilinear", "bicubic"]
+OffsetScale = Literal["grid", "half_grid"]
 _EPS = 1e-6
 
 
@@ -50,17 +51,24 @@ class NILI(nn.Module):
             token grid (the ablations).
         feat_unfold: concatenate the 3 x 3 neighbourhood of each cell (C*9 channels).
         local_ensemble: blend the four surrounding cells (else the nearest cell only).
+        offset_scale: how the offset from a cell centre to the query enters ``imnet``:
+            ``grid`` multiplies the [-1, 1] offset by (W, H), as LIIF and the official GAIR
+            code do (so an official ``imnet`` gives the official output); ``half_grid`` by
+            (W/2, H/2), in cell units, as checkpoints of gair before contract version 2.
     """
 
     def __init__(self, in_dim: int, out_dim: int, hidden: Sequence[int] = (),
                  mode: QueryMode = "nili", feat_unfold: bool = True,
-                 local_ensemble: bool = True) -> None:
+                 local_ensemble: bool = True, offset_scale: OffsetScale = "grid") -> None:
         super().__init__()
         if mode not in ("nili", "bilinear", "bicubic"):
             raise ValueError(f"unknown query mode {mode!r}")
         if mode != "nili" and out_dim != in_dim:
             raise ValueError(f"{mode} sampling keeps the token size: out_dim must be {in_dim}")
+        if offset_scale not in ("grid", "half_grid"):
+            raise ValueError(f"unknown offset scale {offset_scale!r}")
         self.mode, self.feat_unfold, self.local_ensemble = mode, feat_unfold, local_ensemble
+        self.offset_scale = offset_scale
         self.in_dim, self.out_dim = in_dim, out_dim
         self.imnet = make_imnet(in_dim * (9 if feat_unfold else 1) + 2, out_dim, hidden) \
             if mode == "nili" else None
@@ -79,6 +87,7 @@ class NILI(nn.Module):
             feat = F.unfold(feat, 3, padding=1).view(batch, channels * 9, height, width)
         centres = cell_centres(height, width, feat.device, feat.dtype).expand(batch, 2, height, width)
         half_x, half_y = 1.0 / width, 1.0 / height  # half a cell in [-1, 1] units
+        scale = 1.0 if self.offset_scale == "grid" else 0.5
         shifts = [(sx, sy) for sx in (-1, 1) for sy in (-1, 1)] if self.local_ensemble else [(0, 0)]
         predictions, areas = [], []
         for sx, sy in shifts:
@@ -91,7 +100,8 @@ class NILI(nn.Module):
             q_centre = F.grid_sample(centres, grid, mode="nearest", align_corners=False)[:, :, 0]
             q_feat, q_centre = q_feat.permute(0, 2, 1), q_centre.permute(0, 2, 1)
             relative = coord - q_centre
-            relative = torch.stack([relative[..., 0] * width / 2, relative[..., 1] * height / 2], -1)
+            relative = torch.stack([relative[..., 0] * width * scale,
+                                    relative[..., 1] * height * scale], -1)
             predictions.append(self.imnet(torch.cat([q_feat, relative], dim=-1)))
             areas.append((relative[..., 0] * relative[..., 1]).abs() + 1e-9)
         if not self.local_ensemble:

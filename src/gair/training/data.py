@@ -16,7 +16,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torchvision.transforms.v2 import functional as TF
 
-from gair.contract import SV_MEAN, SV_STD
+from gair.contract import PreprocessingContract, RSContract
 from gair.io.shards import SAMPLES_TABLE, read_shard
 
 
@@ -116,41 +116,95 @@ class ShardedPairs(IterableDataset):
             yield transform(buffer.pop(rng.randrange(len(buffer))))
 
 
+_INTERPOLATION = {"bilinear": TF.InterpolationMode.BILINEAR,
+                  "bicubic": TF.InterpolationMode.BICUBIC}
+
+
+def normalize_rs(reflectance: torch.Tensor, valid: torch.Tensor, rs: RSContract) -> torch.Tensor:
+    """Reflectance x 10000 [bands, H, W] -> the encoder's input scale, as ``rs`` says."""
+    mean = torch.tensor(rs.band_mean, dtype=torch.float32)[:, None, None]
+    std = torch.tensor(rs.band_std, dtype=torch.float32)[:, None, None]
+    if rs.normalization == "official":
+        low = mean - 2 * std
+        scaled = ((reflectance - low) / (4 * std) * 255.0).clamp(0.0, 255.0)
+        return torch.floor(scaled) / 255.0  # the official uint8 cast truncates
+    return (reflectance - mean) / std * valid[None]
+
+
+def resize_rs(x: torch.Tensor, size: int, interpolation: str) -> torch.Tensor:
+    """[bands, S, S] -> [bands, size, size]; ``area`` averages exactly where S is a
+    multiple of ``size`` (antialiased bilinear otherwise)."""
+    if x.shape[-1] == size:
+        return x
+    if interpolation == "area" and x.shape[-1] % size == 0:
+        return torch.nn.functional.avg_pool2d(x[None], x.shape[-1] // size)[0]
+    mode = "bicubic" if interpolation == "bicubic" else "bilinear"
+    return torch.nn.functional.interpolate(x[None], size=(size, size), mode=mode,
+                                           align_corners=False, antialias=True)[0]
+
+
+OFFICIAL_JITTER_BANDS = (1, 2, 3)
+"""Band indices the official code jitters (B03, B04, B05 after its band drop; the
+reference notes a probable off-by-one for B02-B04, kept as published)."""
+
+
+def official_rs_jitter(x: torch.Tensor, rng: random.Random) -> torch.Tensor:
+    """torchvision's ``ColorJitter(brightness=0.2, contrast=0.2)`` on the official bands of
+    an RS input in [0, 1]: both factors in [0.8, 1.2], applied in a random order, the
+    contrast pivot being the grayscale mean of the three bands read as RGB."""
+    bands = list(OFFICIAL_JITTER_BANDS)
+    part = x[bands]
+    brightness, contrast = rng.uniform(0.8, 1.2), rng.uniform(0.8, 1.2)
+    steps = [lambda t: TF.adjust_brightness(t, brightness),
+             lambda t: TF.adjust_contrast(t, contrast)]
+    if rng.random() < 0.5:
+        steps.reverse()
+    for step in steps:
+        part = step(part)
+    x = x.clone()
+    x[bands] = part
+    return x
+
+
 class PairTransform:
     """Sample dict from a shard -> tensors: ``rs`` [10, S, S], ``sv`` [3, S', S'],
-    ``query`` (x, y), ``latlon`` (lat, lon).
+    ``query`` (x, y), ``latlon`` (lat, lon), preprocessed as the ``contract`` says.
 
-    RS: per-band z-score of reflectance x 10000, nodata set to the mean, resized to the
-    encoder's input by area averaging (the query coordinate is resolution-free, so resizing
-    keeps the alignment); no geometric RS augmentation. SV: resize, normalise, and when
-    training a horizontal flip (p 0.5) and brightness/contrast/saturation jitter (p 0.3),
-    drawn from the ``rng`` the caller gives.
+    RS: normalised (:func:`normalize_rs`) and resized to the encoder's input (the query
+    coordinate is resolution-free, so resizing keeps the alignment); no geometric RS
+    augmentation; when training, with probability ``rs_jitter`` the official code's
+    brightness/contrast jitter (:func:`official_rs_jitter`; official p = 0.7, needs the
+    ``official`` normalisation, whose values lie in [0, 1]). SV: resize,
+    normalise, and when training a horizontal flip (p 0.5) and brightness/contrast/
+    saturation jitter (p 0.3). Random draws come from the ``rng`` the caller gives.
     """
 
-    def __init__(self, rs_size: int, sv_size: int, band_mean: Sequence[float],
-                 band_std: Sequence[float], train: bool, sv_mean: Sequence[float] = SV_MEAN,
-                 sv_std: Sequence[float] = SV_STD) -> None:
-        self.rs_size, self.sv_size, self.train = rs_size, sv_size, train
-        self.mean = torch.tensor(band_mean, dtype=torch.float32)[:, None, None]
-        self.std = torch.tensor(band_std, dtype=torch.float32)[:, None, None]
-        self.sv_mean = torch.tensor(sv_mean)[:, None, None]
-        self.sv_std = torch.tensor(sv_std)[:, None, None]
+    def __init__(self, contract: PreprocessingContract, train: bool,
+                 rs_jitter: float = 0.0) -> None:
+        if rs_jitter and contract.rs.normalization != "official":
+            raise ValueError("the official RS jitter works on [0, 1] inputs: it needs the "
+                             "'official' RS normalisation")
+        self.contract, self.train, self.rs_jitter = contract, train, rs_jitter
+        self.sv_mean = torch.tensor(contract.sv.mean)[:, None, None]
+        self.sv_std = torch.tensor(contract.sv.std)[:, None, None]
 
-    def rs(self, reflectance: np.ndarray, valid: np.ndarray) -> torch.Tensor:
-        x = (torch.from_numpy(reflectance.astype(np.float32)) - self.mean) / self.std
-        x = x * torch.from_numpy(valid)[None]
-        size = x.shape[-1]
-        if size != self.rs_size:
-            if size % self.rs_size == 0:  # an exact area average
-                x = torch.nn.functional.avg_pool2d(x[None], size // self.rs_size)[0]
-            else:
-                x = torch.nn.functional.interpolate(x[None], size=(self.rs_size, self.rs_size),
-                                                    mode="bilinear", align_corners=False,
-                                                    antialias=True)[0]
+    def rs(self, reflectance: np.ndarray, valid: np.ndarray,
+           rng: random.Random | None = None) -> torch.Tensor:
+        contract = self.contract.rs
+        x = normalize_rs(torch.from_numpy(reflectance.astype(np.float32)),
+                         torch.from_numpy(valid), contract)
+        x = resize_rs(x, contract.model_input_px, contract.interpolation)
+        if self.train and rng is not None and self.rs_jitter and rng.random() < self.rs_jitter:
+            x = official_rs_jitter(x, rng)
         return x
 
     def sv(self, image, rng: random.Random | None = None) -> torch.Tensor:
-        x = TF.resize(TF.pil_to_tensor(image), [self.sv_size, self.sv_size], antialias=True)
+        # Resized as floats in [0, 1] (no uint8 rounding; resizing commutes with the
+        # per-channel normalisation, which the official code applies first).
+        size = self.contract.sv.size_px
+        x = TF.resize(TF.pil_to_tensor(image).float() / 255.0, [size, size],
+                      interpolation=_INTERPOLATION[self.contract.sv.interpolation],
+                      antialias=True)
         if self.train and rng is not None:
             if rng.random() < 0.5:
                 x = TF.horizontal_flip(x)
@@ -158,12 +212,12 @@ class PairTransform:
                 x = TF.adjust_brightness(x, rng.uniform(0.9, 1.1))
                 x = TF.adjust_contrast(x, rng.uniform(0.9, 1.1))
                 x = TF.adjust_saturation(x, rng.uniform(0.9, 1.1))
-        return (x.float() - self.sv_mean) / self.sv_std
+        return (x * 255.0 - self.sv_mean) / self.sv_std
 
     def __call__(self, sample: dict[str, Any], rng: random.Random | None = None) -> dict[str, Any]:
         meta = sample["meta"]
         return {
-            "rs": self.rs(sample["rs"], sample["valid"]),
+            "rs": self.rs(sample["rs"], sample["valid"], rng),
             "sv": self.sv(sample["sv"], rng),
             "query": torch.tensor([meta["qx"], meta["qy"]], dtype=torch.float32),
             "latlon": torch.tensor([meta["lat"], meta["lon"]], dtype=torch.float32),
@@ -197,17 +251,15 @@ def band_statistics(shards: Sequence[Path], max_samples: int = 512) -> tuple[lis
 class PairsDataModule(L.LightningDataModule):
     """Train/val loaders over ``<shards_dir>/<split>/*.tar`` (counts from ``samples.parquet``)."""
 
-    def __init__(self, shards_dir: str, batch_size: int, rs_size: int, sv_size: int,
-                 band_mean: Sequence[float], band_std: Sequence[float], num_workers: int = 0,
-                 seed: int = 0, shuffle_buffer: int = 256) -> None:
+    def __init__(self, shards_dir: str, batch_size: int, contract: PreprocessingContract,
+                 num_workers: int = 0, seed: int = 0, shuffle_buffer: int = 256,
+                 rs_jitter: float = 0.0) -> None:
         super().__init__()
         self.shards_dir = Path(shards_dir)
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
-        self.shuffle_buffer, self.sv_size = shuffle_buffer, sv_size
-        self.transforms = {
-            train: PairTransform(rs_size, sv_size, band_mean, band_std, train)
-            for train in (True, False)
-        }
+        self.shuffle_buffer, self.sv_size = shuffle_buffer, contract.sv.size_px
+        self.transforms = {train: PairTransform(contract, train, rs_jitter)
+                           for train in (True, False)}
 
     def _dataset(self, split: str, train: bool) -> ShardedPairs:
         samples = pd.read_parquet(self.shards_dir / SAMPLES_TABLE, columns=["shard", "split"])

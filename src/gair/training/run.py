@@ -22,6 +22,7 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
+from gair.contract import OFFICIAL_BAND_MEAN, OFFICIAL_BAND_STD, PreprocessingContract
 from gair.io.shards import read_shard
 from gair.parameters import PretrainParams
 from gair.training.data import PairsDataModule, band_statistics
@@ -82,18 +83,25 @@ def run_pretraining(spec: dict[str, Any], callbacks: list | None = None) -> dict
     samples = shards_dir / "samples.parquet"
     table = pd.read_parquet(samples, columns=["split", "shard"])
     train_shards = sorted({shards_dir / s for s in table.loc[table["split"] == "train", "shard"]})
-    band_mean, band_std = band_statistics(train_shards, data_cfg["band_stats_samples"])
-    patch_size = next(read_shard(train_shards[0]))["rs"].shape[-1]
     model_cfg = params["model"]
+    preprocessing = params.get("preprocessing") or {}
+    if preprocessing.get("rs_normalization") == "official":
+        band_mean = list(preprocessing.get("rs_band_mean") or OFFICIAL_BAND_MEAN)
+        band_std = list(preprocessing.get("rs_band_std") or OFFICIAL_BAND_STD)
+    else:
+        band_mean, band_std = band_statistics(train_shards, data_cfg["band_stats_samples"])
+    patch_size = next(read_shard(train_shards[0]))["rs"].shape[-1]
+    contract = PreprocessingContract.for_training(band_mean, band_std, patch_size, model_cfg,
+                                                  preprocessing)
     datamodule = PairsDataModule(
-        str(shards_dir), data_cfg["batch_size"], model_cfg["rs_encoder"]["img_size"],
-        model_cfg["sv_encoder"]["img_size"], band_mean, band_std, data_cfg["num_workers"],
-        params["seed"], data_cfg["shuffle_buffer"],
+        str(shards_dir), data_cfg["batch_size"], contract, data_cfg["num_workers"],
+        params["seed"], data_cfg["shuffle_buffer"], preprocessing.get("rs_jitter", 0.0),
     )
     system = GAIRPretraining(
         model=model_cfg, loss=params["loss"], band_mean=band_mean, band_std=band_std,
         accumulate_grad_batches=trainer_cfg.get("accumulate_grad_batches", 1),
-        seed=params["seed"], patch_size_px=int(patch_size), **params["optimizer"],
+        seed=params["seed"], patch_size_px=int(patch_size), preprocessing=preprocessing,
+        teachers=params.get("teachers"), **params["optimizer"],
     )
     accelerator = trainer_cfg.pop("accelerator", "auto")
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",

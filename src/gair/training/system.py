@@ -2,17 +2,56 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
 import lightning as L
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from gair.contract import CONTRACT_KEY, PreprocessingContract
 from gair.evaluation.retrieval import retrieval_metrics
 from gair.model import GAIR, GAIRConfig, GAIRLoss, LossConfig
+from gair.model.encoders import SVEncoder
 from gair.model.losses import gather_no_grad
+
+TEACHERS = "teachers."
+
+
+class Teachers(nn.Module):
+    """Frozen distillation teachers from local files, always in eval mode, never trained.
+
+    ``sv``: an SV encoder with the student's architecture from ``sv_weights`` (the official
+    teacher is an ImageNet-21k ViT-B/16, compared through its ``pooler_output``). ``rs``: a
+    copy of the student's freshly built RS encoder, loaded from ``rs_weights``; given the
+    student's own initial file (CROMA's), this is the official teacher, a frozen copy of the
+    initial encoder, down to the re-initialised patch projection.
+    """
+
+    def __init__(self, student: GAIR, sv_weights: str | None, rs_weights: str | None) -> None:
+        super().__init__()
+        sv = {k: v for k, v in student.config.sv_encoder.items() if k != "weights"}
+        self.sv = SVEncoder(**sv, weights=sv_weights) if sv_weights else None
+        self.rs = None
+        if rs_weights:
+            self.rs = copy.deepcopy(student.rs_encoder)
+            self.rs.load_weights(rs_weights)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> Teachers:
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        out = {}
+        if self.sv is not None:
+            out["sv"] = self.sv(batch["sv"])
+        if self.rs is not None:
+            out["rs_global"] = self.rs(batch["rs"])[1]
+        return out
 
 
 class GAIRPretraining(L.LightningModule):
@@ -28,29 +67,49 @@ class GAIRPretraining(L.LightningModule):
                  warmup_epochs: float = 1.0, min_lr: float = 0.0,
                  band_mean: list[float] | None = None, band_std: list[float] | None = None,
                  accumulate_grad_batches: int = 1, seed: int = 0,
-                 patch_size_px: int | None = None) -> None:
+                 patch_size_px: int | None = None, preprocessing: dict[str, Any] | None = None,
+                 teachers: dict[str, str | None] | None = None) -> None:
         super().__init__()
+        # The complete configuration is stored (defaults included), so a checkpoint says
+        # exactly what it is even after a default changes.
+        model = GAIRConfig(**model).to_dict()
         self.save_hyperparameters()
         self.model = GAIR(GAIRConfig(**model))
         self.loss = GAIRLoss(LossConfig(**loss))
+        teachers = teachers or {}
+        self.teachers = Teachers(self.model, teachers.get("sv_weights"),
+                                 teachers.get("rs_weights")) \
+            if any(teachers.values()) else None
         self._val: list[dict[str, torch.Tensor]] = []
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Every checkpoint carries its preprocessing contract (read by ``gair.load_model``)."""
+        """Every checkpoint carries its preprocessing contract (read by ``gair.load_model``);
+        the frozen teachers are rebuilt from their files, so they are not stored."""
         hp = self.hparams
         if hp.band_mean is not None and hp.patch_size_px is not None:
             checkpoint[CONTRACT_KEY] = PreprocessingContract.for_training(
-                hp.band_mean, hp.band_std, hp.patch_size_px, hp.model).to_dict()
+                hp.band_mean, hp.band_std, hp.patch_size_px, hp.model, hp.preprocessing,
+            ).to_dict()
+        state = checkpoint.get("state_dict", {})
+        for key in [k for k in state if k.startswith(TEACHERS)]:
+            del state[key]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.teachers is not None:
+            checkpoint["state_dict"].update(
+                {TEACHERS + k: v for k, v in self.teachers.state_dict().items()})
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         return self.model(batch["rs"], batch["sv"], batch["query"], batch["latlon"])
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        terms = self.loss(self(batch), batch["latlon"], self.model.location_encoder)
+        teacher = self.teachers(batch) if self.teachers is not None else None
+        terms = self.loss(self(batch), batch["latlon"], self.model.location_encoder, teacher)
         size = len(batch["latlon"])
         self.log("train/loss", terms["loss"], prog_bar=True, batch_size=size)
-        for name in GAIRLoss.TERMS:
-            self.log(f"train/{name}", terms[name], batch_size=size)
+        for name in GAIRLoss.TERMS + GAIRLoss.DISTILL_TERMS:
+            if name in terms:
+                self.log(f"train/{name}", terms[name], batch_size=size)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=size)
         return terms["loss"]
 
