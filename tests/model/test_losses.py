@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from gair.model import GAIRLoss, LossConfig
-from gair.model.losses import location_infonce, symmetric_infonce
+from gair.model.losses import location_infonce, queue_infonce, symmetric_infonce
 
 
 def test_symmetric_infonce_by_hand():
@@ -79,3 +79,45 @@ def test_queue_adds_negatives_and_wraps():
     assert loss.queue.filled().shape == (5, 2)
     assert loss.queue.count.item() == 6 and loss.queue.pointer.item() == 1
     assert loss.queue.latlon[0].tolist() == [2.0, 2.0], "the oldest entry was overwritten"
+
+
+def test_official_secl_uses_the_queue_only_by_hand():
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    own = torch.tensor([[1.0, 0.0], [1.0, 0.0]])  # item 1's own location is item 0's
+    queue = torch.tensor([[0.0, 1.0], [-1.0, 0.0]])
+    loss = queue_infonce(q, own, queue, torch.tensor(0.0))
+    e = math.e
+    # item 0: [own 1 | queue 0, -1]; item 1: [own 0 | queue 1, 0]; no batch negatives.
+    expected = 0.5 * (-math.log(e / (e + 1 + e**-1)) - math.log(1 / (1 + e + 1)))
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_official_queue_starts_full_of_random_unit_vectors():
+    loss = GAIRLoss(LossConfig(queue_size=16, secl_negatives="queue"))
+    start = loss.queue.filled().clone()
+    assert start.shape == (16, 2)
+    assert torch.allclose(start.norm(dim=1), torch.ones(16))
+    e = _embeddings()
+    encoder = torch.nn.Linear(2, 8)
+    terms = loss(e, torch.rand(6, 2) * 50, encoder)
+    by_hand = queue_infonce(e["sv"], e["location"], F.normalize(encoder(start), dim=-1),
+                            loss.scale("secl_sv"))
+    assert terms["secl_sv"].item() == pytest.approx(by_hand.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="queue_size"):
+        LossConfig(queue_size=0, secl_negatives="queue")
+
+
+def test_distillation_terms_only_with_teachers_and_weighted():
+    e = _embeddings() | {"sv_pooled": torch.randn(6, 8)}
+    latlon = torch.rand(6, 2) * 50
+    loss = GAIRLoss(LossConfig(queue_size=0))
+    plain = loss(e, latlon)
+    assert "distill_sv" not in plain
+    teacher = {"sv": e["sv_pooled"] * 3.0}
+    terms = loss(e, latlon, teacher=teacher)
+    assert terms["distill_sv"].item() == pytest.approx(-1.0, abs=1e-6), "-cos of a parallel pair"
+    assert terms["loss"].item() == pytest.approx(plain["loss"].item() - 0.2, abs=1e-5)
+    e["rs_global"] = F.normalize(torch.randn(6, 8), dim=-1)
+    terms = loss(e, latlon, teacher={"rs_global": -e["rs_global"]})
+    assert terms["distill_rs"].item() == pytest.approx(1.0, abs=1e-6)
+    assert terms["loss"].item() == pytest.approx(plain["loss"].item() + 0.2, abs=1e-5)

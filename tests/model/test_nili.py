@@ -96,3 +96,21 @@ def test_gradients_flow_to_features_and_imnet():
     feat = torch.randn(1, 4, 3, 3, requires_grad=True)
     nili(feat, torch.rand(1, 5, 2) * 2 - 1).sum().backward()
     assert feat.grad.abs().sum() > 0 and nili.imnet.weight.grad.abs().sum() > 0
+
+
+def test_half_grid_offsets_equal_the_official_scale_with_halved_offset_weights():
+    # Checkpoints written before the official scale fed (q - c) x (W/2, H/2): the same
+    # outputs come from the official (q - c) x (W, H) with the offset columns halved.
+    torch.manual_seed(0)
+    feat = torch.randn(2, 4, 5, 6, dtype=torch.float64)
+    coord = torch.rand(2, 30, 2, dtype=torch.float64) * 2 - 1
+    legacy = NILI(4, 8, offset_scale="half_grid").double()
+    official = NILI(4, 8).double()
+    with torch.no_grad():
+        official.imnet.weight.copy_(legacy.imnet.weight)
+        official.imnet.bias.copy_(legacy.imnet.bias)
+        official.imnet.weight[:, -2:] /= 2
+    assert torch.allclose(legacy(feat, coord), official(feat, coord), atol=1e-10)
+    with torch.no_grad():
+        official.imnet.weight[:, -2:] *= 2
+    assert not torch.allclose(legacy(feat, coord), official(feat, coord), atol=1e-3)

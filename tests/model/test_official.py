@@ -16,7 +16,7 @@ import gair
 from gair.contract import OFFICIAL_BAND_MEAN, OFFICIAL_BAND_STD, ContractError
 from gair.embed import save_pretrained
 from gair.embed.__main__ import main as embed_cli
-from gair.model import GAIR, LocationEncoder
+from gair.model import GAIR, GAIRConfig, LocationEncoder
 from gair.model.encoders import hf_vit_to_timm
 from gair.model.official import official_config
 from gair.model.weights import WeightsError
@@ -208,3 +208,39 @@ def test_save_pretrained_round_trip_without_pickle(official, tmp_path, monkeypat
     assert loaded.contract == frozen.contract
     with pytest.raises(FileExistsError, match="not empty"):
         save_pretrained(loaded, tmp_path / "gair")
+
+
+def test_the_gpu_environment_builds_the_published_architecture():
+    from kedro.config import OmegaConfigLoader
+
+    from gair.parameters import PretrainParams
+    from tests.conftest import PROJECT_ROOT
+
+    loader = OmegaConfigLoader(conf_source=str(PROJECT_ROOT / "conf"), base_env="base",
+                               default_run_env="gpu")
+    params = PretrainParams(**loader["parameters"]["pretrain"])
+    model_cfg = params.model.model_dump(mode="json")
+    assert model_cfg["rs_encoder"].pop("weights").endswith("CROMA_base.pt")
+    assert params.teachers.rs_weights.endswith("CROMA_base.pt")
+    assert params.teachers.sv_weights.endswith("in21k.safetensors")
+    assert params.loss.secl_negatives == "queue"
+    assert params.preprocessing.rs_normalization == "official"
+    assert params.preprocessing.rs_jitter == 0.7
+    with torch.device("meta"):  # built, not trained, not loaded
+        model = GAIR(GAIRConfig(**model_cfg))
+    shapes = official_shapes()
+
+    def official(prefix):
+        return sum(math.prod(s) for k, s in shapes.items()
+                   if k.startswith(prefix) and not k.endswith("capsule.0.b"))
+
+    def ours(part):
+        return sum(p.numel() for p in getattr(model, part).parameters())
+
+    # The training code's CROMA applies its final norm (2 x 768 more than the key table).
+    assert ours("rs_encoder") == official("rs_encoder.s2_encoder.") + 2 * 768
+    assert len(model.rs_encoder.attn_bias) == 16 and model.rs_encoder.grid_size == 12
+    assert ours("sv_encoder") == official("sv_encoder.")
+    assert ours("location_encoder") == official("location_encoder.")
+    assert ours("nili") == official("imnet.")
+    assert ours("sv_proj") == official("optical_proj.")

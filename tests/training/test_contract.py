@@ -48,6 +48,30 @@ def test_a_model_loads_in_a_fresh_process_from_its_checkpoint_alone(checkpoint, 
     assert result.stdout.split() == ["B02", "(1,", f"{TINY_MODEL['embed_dim']})"]
 
 
+def test_checkpoints_written_before_the_official_nili_scale_keep_theirs(checkpoint, tmp_path):
+    _, path = checkpoint
+    content = torch.load(path, map_location="cpu", weights_only=True)
+    del content["hyper_parameters"]["model"]["nili_offset_scale"]  # as written then
+    contract = content[CONTRACT_KEY]
+    contract["version"] = 1
+    for section, keys in (("rs", ("normalization", "interpolation")), ("sv", ("interpolation",))):
+        for key in keys:
+            del contract[section][key]
+    torch.save(content, tmp_path / "v1.ckpt")
+    old = load_model(tmp_path / "v1.ckpt")
+    assert old.model.config.nili_offset_scale == "half_grid"
+    assert old.contract.rs.normalization == "zscore" and old.contract.rs.interpolation == "area"
+    assert old.contract.sv.interpolation == "bilinear"
+    new = load_model(path)
+    assert new.model.config.nili_offset_scale == "grid", "stored explicitly by training"
+    grid, _ = new.encode_rs(np.full((1, 10, 32, 32), 1200, dtype=np.uint16))
+    # A single linear imnet's offset term cancels inside the hull of the cell centres
+    # (the blend is bilinear there); the scale shows between the outer centres and the edge.
+    inside, border = np.array([[0.3, -0.2]], np.float32), np.array([[0.9, -0.95]], np.float32)
+    assert np.allclose(old.query_rs(grid, inside), new.query_rs(grid, inside), atol=1e-6)
+    assert not np.allclose(old.query_rs(grid, border), new.query_rs(grid, border), atol=1e-4)
+
+
 def test_checkpoints_without_a_contract_are_refused(checkpoint, tmp_path):
     _, path = checkpoint
     content = torch.load(path, map_location="cpu", weights_only=True)

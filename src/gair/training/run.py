@@ -63,7 +63,8 @@ def prepare_run_dir(run_dir: Path, spec: dict[str, Any], resume: bool) -> Path |
 # ShardedPairs gives every (rank, worker) slot its own part and an exact length; resuming
 # reuses the run folder on purpose.
 for _message in (r".*`__len__` could be inaccurate.*", r".*has `__len__` defined.*",
-                 r"Checkpoint directory .* exists and is not empty"):
+                 r"Checkpoint directory .* exists and is not empty",
+                 r"Found \d+ module\(s\) in eval mode"):  # the frozen distillation teachers
     warnings.filterwarnings("ignore", message=_message)
 
 
