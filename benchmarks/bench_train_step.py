@@ -25,13 +25,12 @@ import yaml
 from gair.model import GAIR, GAIRConfig, GAIRLoss, LossConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-PAPER_MODEL = {
-    "embed_dim": 768,
-    "rs_encoder": {"name": "vit_base_patch16_224", "img_size": 96, "patch_size": 8, "in_chans": 10},
-    "sv_encoder": {"name": "vit_base_patch16_224", "img_size": 224},
-    "location_encoder": {"sigmas": [1.0, 16.0, 256.0], "n_features": 256, "hidden_dim": 1024,
-                         "depth": 3},
-}
+def paper_config() -> tuple[dict, dict]:
+    """The model and loss of conf/gpu (the published architecture), without weight files:
+    the step costs the same from random weights."""
+    raw = yaml.safe_load((ROOT / "conf/gpu/parameters_pretrain.yml").read_text())["pretrain"]
+    raw["model"]["rs_encoder"].pop("weights", None)
+    return raw["model"], raw["loss"]
 
 
 def _step_fn(model: GAIR, loss: GAIRLoss, device: torch.device, bf16: bool):
@@ -62,8 +61,9 @@ def _sync(device: torch.device) -> None:
 
 def paper_scale(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
-    model = GAIR(GAIRConfig(**PAPER_MODEL)).to(device).train()
-    loss = GAIRLoss(LossConfig(queue_size=4096)).to(device).train()
+    model_cfg, loss_cfg = paper_config()
+    model = GAIR(GAIRConfig(**model_cfg)).to(device).train()
+    loss = GAIRLoss(LossConfig(**loss_cfg)).to(device).train()
     bf16 = device.type == "cuda"
     step = _step_fn(model, loss, device, bf16)
     batch = _synthetic(args.batch, 96, 224)
@@ -84,6 +84,7 @@ def paper_scale(args: argparse.Namespace) -> dict:
 
 
 def default_config(args: argparse.Namespace) -> dict:
+    from gair.contract import PreprocessingContract
     from gair.parameters import PretrainParams
     from gair.training.data import PairsDataModule, band_statistics
 
@@ -95,8 +96,10 @@ def default_config(args: argparse.Namespace) -> dict:
         raise SystemExit(f"{shards}: no shards; run `kedro run --pipelines sample_world,ingest,pair`")
     torch.manual_seed(0)
     mean, std = band_statistics(sorted(shards.glob("train/*.tar")), 256)
-    module = PairsDataModule(str(shards), params.data.batch_size, params.model.rs_encoder.img_size,
-                             params.model.sv_encoder.img_size, mean, std,
+    contract = PreprocessingContract.for_training(
+        mean, std, params.model.rs_encoder.img_size, params.model.model_dump(mode="json"),
+        params.preprocessing.model_dump())
+    module = PairsDataModule(str(shards), params.data.batch_size, contract,
                              params.data.num_workers, 0, params.data.shuffle_buffer)
     module.setup()
     model = GAIR(GAIRConfig(**params.model.model_dump(mode="json"))).train()

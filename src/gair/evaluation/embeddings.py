@@ -17,8 +17,9 @@ from tqdm.auto import tqdm
 from gair.embed.model import FrozenGAIR
 from gair.io.shards import SAMPLES_TABLE, read_shard
 
-PAIR_EMBEDDINGS = ("sv", "rs_query", "rs_global", "location")
-"""Embedding columns of :func:`embed_pairs`, as ``GAIR.forward`` names them."""
+PAIR_EMBEDDINGS = ("sv", "rs_query", "rs_centre", "rs_global", "location")
+"""Embedding columns of :func:`embed_pairs`: ``GAIR.forward``'s, and ``rs_centre``, the
+RS query at the patch centre (a position-free control for NILI)."""
 
 
 def _batches(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
@@ -42,20 +43,24 @@ def embed_pairs(frozen: FrozenGAIR, shards_dir: Path, batch_size: int = 64) -> g
 
     Columns: the pairs table's ``uuid``, ``split``, ``tile_id``, ``patch_id``, ``lat``,
     ``lon``, ``qx``, ``qy`` and the embeddings ``sv``, ``rs_query`` (NILI at the street
-    view), ``rs_global`` and ``location``; point geometry in EPSG:4326.
+    view), ``rs_centre`` (the same query at the patch centre), ``rs_global`` and
+    ``location``; point geometry in EPSG:4326.
     """
     shards_dir = Path(shards_dir)
     samples = pd.read_parquet(shards_dir / SAMPLES_TABLE)
     shards = sorted(samples["shard"].unique())
     model, transform = frozen.model, frozen.transform
     rows: list[dict[str, Any]] = []
-    stream = (s for shard in shards for s in read_shard(shards_dir / shard, transform.sv_size))
+    stream = (s for shard in shards for s in read_shard(shards_dir / shard, frozen.contract.sv.size_px))
     with tqdm(total=len(samples), desc="embed pairs", unit="pair", disable=None) as progress:
         for batch in _batches(stream, batch_size):
             items = [transform(s) for s in batch]
+            rs, sv, query, latlon = (torch.stack([i[k] for i in items]).to(frozen.device)
+                                     for k in ("rs", "sv", "query", "latlon"))
             with torch.no_grad():
-                out = model(*(torch.stack([i[k] for i in items]).to(frozen.device)
-                              for k in ("rs", "sv", "query", "latlon")))
+                out = model(rs, sv, query, latlon)
+                grid, _ = model.encode_rs(rs)
+                out["rs_centre"] = model.query_rs(grid, torch.zeros_like(query))
             arrays = {k: out[k].float().cpu().numpy() for k in PAIR_EMBEDDINGS}
             for n, item in enumerate(items):
                 rows.append({"uuid": item["uuid"]} | {k: arrays[k][n] for k in PAIR_EMBEDDINGS})

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from gair.evaluation.suite import DOWNSTREAM, TASKS
+from gair.evaluation.suite import DOWNSTREAM, NILI_CONTROLS, TASKS
 
 TASK_BY_NAME = {t.name: t for t in TASKS}
 
@@ -51,6 +51,36 @@ def seed_comparison(results: pd.DataFrame, gair: Sequence[str],
     return pd.DataFrame(rows)
 
 
+def nili_margins(results: pd.DataFrame, groups: dict[str, Sequence[str]]) -> pd.DataFrame:
+    """What the query at the street view adds over each position-free control
+    (:data:`~gair.evaluation.suite.NILI_CONTROLS`), per group of models (e.g. GAIR's seeds,
+    random weights' seeds): the margin per seed, its mean, and whether NILI is ahead on
+    every seed."""
+    scores = headline(results)
+    rows = []
+    for group, members in groups.items():
+        models = [m for m in members if m in scores.columns]
+        for task, control in NILI_CONTROLS:
+            if not models or task not in scores.index or control not in scores.index:
+                continue
+            margins = (scores.loc[task, models] - scores.loc[control, models]).to_numpy(float)
+            rows.append({"group": group, "task": task, "control": control,
+                         "margins": margins.tolist(), "mean": float(margins.mean()),
+                         "ahead_every_seed": bool((margins > 0).all())})
+    return pd.DataFrame(rows)
+
+
+def nili_table(margins: pd.DataFrame) -> str:
+    lines = ["| Models | NILI at the view | position-free control | margin per seed | mean | "
+             "NILI ahead on every seed |", "|---|---|---|---|---:|:---:|"]
+    for row in margins.itertuples(index=False):
+        lines.append(f"| {row.group} | {TASK_BY_NAME[row.task].title} | "
+                     f"{TASK_BY_NAME[row.control].title.removeprefix('control: ')} | "
+                     + ", ".join(f"{m:+.3f}" for m in row.margins)
+                     + f" | {row.mean:+.3f} | {'yes' if row.ahead_every_seed else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
 def _fmt(value: float) -> str:
     return "–" if pd.isna(value) else f"{value:.3f}"
 
@@ -79,6 +109,11 @@ def markdown_table(results: pd.DataFrame, models: Sequence[str], gair: Sequence[
     wins = int(comparison["gair_wins"].sum())
     lines += ["", f"GAIR beats random weights by more than the seed spread on {wins} of "
               f"{len(comparison)} downstream tasks."]
+    margins = nili_margins(results, {"GAIR": gair, "random weights": random})
+    if len(margins):
+        lines += ["", "What NILI adds: the score with the RS query at the street view minus "
+                  "the same probe with a position-free RS feature (the query at the patch "
+                  "centre, or the global RS embedding).", "", nili_table(margins).rstrip()]
     return "\n".join(lines) + "\n"
 
 
@@ -100,8 +135,9 @@ def bar_chart(results: pd.DataFrame, models: Sequence[str]) -> Figure:
     """One panel per task: the headline metric of every model."""
     scores = headline(results)
     models = [m for m in models if m in scores.columns]
-    figure = Figure(figsize=(3.2 * 4, 2.8 * 2), layout="constrained")
-    axes = figure.subplots(2, 4).ravel()
+    rows = -(-len(scores) // 4)
+    figure = Figure(figsize=(3.2 * 4, 2.8 * rows), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(rows, 4)).ravel()
     colours = [mcolors.TABLEAU_COLORS[c] for c in list(mcolors.TABLEAU_COLORS)[: len(models)]]
     for ax, (task, row) in zip(axes, scores.iterrows(), strict=False):
         values = row[models].to_numpy(dtype=float)

@@ -107,15 +107,15 @@ def _pixel_to_latlon(grid: TileGrid, tile: np.ndarray, col: np.ndarray,
 
 def street_view_targets(pairs: pd.DataFrame, truth_dir: Path, street_views: pd.DataFrame,
                         perception: tuple[str, ...]) -> pd.DataFrame:
-    """Per paired street view: ``uuid``, ``split``, ``lat``, ``lon``, ``landcover`` (truth
-    at the view), the ``perception`` score columns of the ingested ``street_views`` and the
-    truth ``affluence`` field at the view."""
+    """Per paired street view: ``uuid``, ``split``, ``patch_id``, ``lat``, ``lon``,
+    ``landcover`` (truth at the view), the ``perception`` score columns of the ingested
+    ``street_views`` and the truth ``affluence`` field at the view."""
     truth = pd.read_csv(Path(truth_dir) / "street_views.csv", dtype={"uuid": str})
     missing_columns = [c for c in perception if c not in street_views.columns]
     if missing_columns:
         raise ValueError(f"street views lack perception columns {missing_columns} (is the "
                          "perception table among ingest's label_tables?)")
-    table = pairs[["uuid", "split", "lat", "lon"]].merge(
+    table = pairs[["uuid", "split", "patch_id", "lat", "lon"]].merge(
         truth[["uuid", "landcover", "affluence"]], on="uuid", how="left", validate="one_to_one")
     table = table.merge(pd.DataFrame(street_views)[["uuid", *perception]], on="uuid",
                         how="left", validate="one_to_one")
@@ -124,6 +124,23 @@ def street_view_targets(pairs: pd.DataFrame, truth_dir: Path, street_views: pd.D
         raise ValueError(f"{truth_dir}: {len(missing)} paired street views lack truth or "
                          f"perception labels, e.g. {missing['uuid'].iloc[0]}")
     return table.reset_index(drop=True)
+
+
+def within_patch_variation(targets: pd.DataFrame) -> dict[str, float]:
+    """How much the truth at the street views varies inside their RS patches: the share of
+    patches (with two views or more) whose views stand on different land cover, and the
+    share of the affluence variance that lies within patches. Where these are small, a
+    view's position inside its patch cannot matter much, whatever the model."""
+    shared = targets[targets.groupby("patch_id")["uuid"].transform("size") >= 2]
+    if shared.empty:
+        return {"patches_with_2_views": 0.0, "mixed_landcover_share": 0.0,
+                "affluence_variance_within": 0.0}
+    groups = shared.groupby("patch_id")
+    mixed = float((groups["landcover"].nunique() > 1).mean())
+    within = float(((shared["affluence"] - groups["affluence"].transform("mean")) ** 2).sum())
+    total = float(((shared["affluence"] - shared["affluence"].mean()) ** 2).sum())
+    return {"patches_with_2_views": float(groups.ngroups), "mixed_landcover_share": mixed,
+            "affluence_variance_within": within / total if total else 0.0}
 
 
 def sample_patches(tiles: pd.DataFrame, truth_dir: Path, split: SpatialSplit, patch_size: int,

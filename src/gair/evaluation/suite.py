@@ -64,9 +64,21 @@ TASKS: tuple[Task, ...] = (
     Task("retrieval", "SV -> NILI-queried RS retrieval, test split (R@1)", "r@1"),
     Task("geolocalisation", "SV geolocalisation by location retrieval (median km)",
          "median_km", higher_is_better=False),
+    Task("retrieval_nili_patch", "SV -> NILI at the view, patch-level R@1", "patch_r@1"),
+    Task("retrieval_centre", "control: SV -> RS query at the patch centre, patch-level R@1",
+         "patch_r@1"),
+    Task("fused_affluence_centre", "control: SV+RS at patch centre+location affluence (R²)",
+         "r2"),
+    Task("fused_affluence_global", "control: SV+global RS+location affluence (R²)", "r2"),
 )
 DOWNSTREAM = tuple(t.name for t in TASKS[:6])
 """The six transfer tasks (one per family the paper covers)."""
+
+NILI_CONTROLS = (("fused_affluence", "fused_affluence_centre"),
+                 ("fused_affluence", "fused_affluence_global"),
+                 ("retrieval_nili_patch", "retrieval_centre"))
+"""(NILI task, position-free control): what the query at the street view adds over the
+query at the patch centre and over the global RS embedding, on the same items."""
 
 
 @dataclass
@@ -179,9 +191,16 @@ def _regression(features: np.ndarray, targets: np.ndarray, split: pd.Series,
                      "n_test": float(len(splits["test"].y))}
 
 
+def _patch_level(metrics: dict[str, float]) -> dict[str, float]:
+    """The patch-level retrieval metrics (a query at the patch centre is the same for every
+    view of the patch, so only finding the patch can be compared)."""
+    return {k: v for k, v in metrics.items() if k.startswith(("patch_", "chance_patch"))}
+
+
 def _aligned(embeddings: ModelEmbeddings, street_views: pd.DataFrame) -> pd.DataFrame:
     """The street-view targets joined to the embedded pairs (same rows, same order)."""
-    pairs = embeddings.pairs.drop(columns=["split", "lat", "lon", "geometry"])
+    shared = [c for c in embeddings.pairs.columns if c in street_views.columns and c != "uuid"]
+    pairs = embeddings.pairs.drop(columns=[*shared, "geometry"])
     table = street_views.merge(pairs, on="uuid", how="inner", validate="one_to_one")
     if len(table) != len(street_views):
         raise ValueError(f"{len(street_views) - len(table)} street views have no embedding")
@@ -206,8 +225,11 @@ def run_suite(embeddings: ModelEmbeddings, street_views: pd.DataFrame, masks: np
     patches, points = embeddings.patches, embeddings.points
     sv_features = stack(sv, "location" if location_only else "sv")
     patch_features = stack(patches, "location" if location_only else "rs_global")
-    fused = (stack(sv, "location") if location_only else
-             np.concatenate([stack(sv, k) for k in ("sv", "rs_query", "location")], axis=1))
+    def fused(rs: str) -> np.ndarray:
+        if location_only:
+            return stack(sv, "location")
+        return np.concatenate([stack(sv, k) for k in ("sv", rs, "location")], axis=1)
+
     test = sv[sv["split"] == "test"]
 
     def segmentation() -> dict[str, float]:
@@ -216,11 +238,11 @@ def run_suite(embeddings: ModelEmbeddings, street_views: pd.DataFrame, masks: np
         result.pop("C")
         return result
 
-    def retrieval() -> dict[str, float]:
+    def retrieval(rs: str = "rs_query") -> dict[str, float]:
         if test.empty:
             raise EmptySplitError("no test street views")
         return retrieval_metrics(torch.from_numpy(stack(test, "sv")),
-                                 torch.from_numpy(stack(test, "rs_query")),
+                                 torch.from_numpy(stack(test, rs)),
                                  groups=test["patch_id"].to_numpy())
 
     def geolocalisation() -> dict[str, float]:
@@ -242,13 +264,24 @@ def run_suite(embeddings: ModelEmbeddings, street_views: pd.DataFrame, masks: np
         "loc_landcover": lambda: linear_and_knn(stack(points, "location"),
                                                 points["landcover"].to_numpy(),
                                                 points["split"], settings),
-        "fused_affluence": lambda: _regression(fused, sv["affluence"].to_numpy(), sv["split"],
-                                               ("affluence",)),
+        "fused_affluence": lambda: _regression(fused("rs_query"), sv["affluence"].to_numpy(),
+                                               sv["split"], ("affluence",)),
         "retrieval": retrieval,
         "geolocalisation": geolocalisation,
+        # Position-free controls (the same items without the view's position in the patch).
+        "retrieval_nili_patch": lambda: _patch_level(retrieval("rs_query")),
+        "retrieval_centre": lambda: _patch_level(retrieval("rs_centre")),
+        "fused_affluence_centre": lambda: _regression(fused("rs_centre"),
+                                                      sv["affluence"].to_numpy(), sv["split"],
+                                                      ("affluence",)),
+        "fused_affluence_global": lambda: _regression(fused("rs_global"),
+                                                      sv["affluence"].to_numpy(), sv["split"],
+                                                      ("affluence",)),
     }
     if location_only:  # no place per token; the location task is this model's own
-        for name in ("rs_segmentation", "loc_landcover", "retrieval", "geolocalisation"):
+        for name in ("rs_segmentation", "loc_landcover", "retrieval", "geolocalisation",
+                     "retrieval_nili_patch", "retrieval_centre", "fused_affluence_centre",
+                     "fused_affluence_global"):
             tasks.pop(name)
     results: dict[str, dict[str, float]] = {}
     for name, task in tasks.items():
@@ -257,6 +290,12 @@ def run_suite(embeddings: ModelEmbeddings, street_views: pd.DataFrame, masks: np
         except EmptySplitError as error:
             logger.warning("Task %s left out: %s", name, error)
     return results
+
+
+def _patch_chance(test: pd.DataFrame) -> float:
+    """Chance of patch-level R@1: the mean share of the test views in a view's own patch."""
+    sizes = test["patch_id"].map(test["patch_id"].value_counts())
+    return float(sizes.mean()) / len(test)
 
 
 def results_table(per_model: dict[str, dict[str, dict[str, float]]]) -> pd.DataFrame:
@@ -311,6 +350,8 @@ def chance_levels(street_views: pd.DataFrame, patches: pd.DataFrame, masks: np.n
         ("fused_affluence", "r2"): lambda: mean_r2(street_views["affluence"].to_numpy(),
                                                    sv_split),
         ("retrieval", "r@1"): lambda: 1.0 / len(test),
+        ("retrieval_nili_patch", "patch_r@1"): lambda: _patch_chance(test),
+        ("retrieval_centre", "patch_r@1"): lambda: _patch_chance(test),
         ("geolocalisation", "median_km"): geolocalisation,
     }
     out: dict[str, dict[str, float]] = {}

@@ -21,6 +21,7 @@ from gair.evaluation.sample_world_tasks import (
     sample_patches,
     sample_points,
     street_view_targets,
+    within_patch_variation,
 )
 from gair.parameters import EvaluateParams, PairParams, PretrainParams, with_overrides
 from gair.reporting import note_figure
@@ -48,7 +49,7 @@ def prepare_tasks(pairs: gpd.GeoDataFrame, street_views: gpd.GeoDataFrame,
         return {str(k): int(v) for k, v in table["split"].value_counts().sort_index().items()}
 
     report = {"street_views": by_split(targets), "patches": by_split(patches) | patch_counts,
-              "points": by_split(points)}
+              "points": by_split(points), "within_patch": within_patch_variation(targets)}
     logger.info("Evaluation tasks: %s", report)
     return targets, patches, points, report
 
@@ -261,6 +262,7 @@ def report_results(results: pd.DataFrame, benchmark_results: pd.DataFrame,
         benchmark_table,
         flat_metrics,
         markdown_table,
+        nili_margins,
         seed_comparison,
     )
 
@@ -271,6 +273,9 @@ def report_results(results: pd.DataFrame, benchmark_results: pd.DataFrame,
     metrics = flat_metrics(pd.concat([results, benchmark_results], ignore_index=True))
     metrics["eval/summary/gair_beats_random"] = int(comparison["gair_wins"].sum())
     metrics["eval/summary/downstream_tasks"] = len(comparison)
+    groups = {"gair": params.gair_models(), "random": params.random_models()}
+    for row in nili_margins(scored, groups).itertuples(index=False):
+        metrics[f"eval/summary/nili_margin/{row.group}/{row.control}"] = round(row.mean, 6)
     table = markdown_table(scored, models, params.gair_models(), params.random_models(), chance)
     if len(benchmark_results):
         table += "\n" + benchmark_table(benchmark_results)
