@@ -32,3 +32,30 @@ def test_location_encoder_shapes_state_and_determinism():
     again = LocationEncoder(embed_dim=32, n_features=16, hidden_dim=24, depth=2, seed=3)
     assert all(torch.equal(encoder.state_dict()[k], again.state_dict()[k]) for k in buffers)
     assert all(not p.requires_grad for n, p in encoder.named_buffers())
+
+
+def test_geoclip_release_loads_with_fresh_heads_of_another_width(tmp_path):
+    # GeoCLIP's location_encoder_weights.pth: LocEnc{i}.capsule.{0.b,1,3,5}, LocEnc{i}.head.0
+    # with 512-wide heads; GAIR's heads are wider, so they keep their fresh initialisation.
+    generator = torch.Generator().manual_seed(0)
+    release = {}
+    for i in range(3):
+        release[f"LocEnc{i}.capsule.0.b"] = torch.randn(16, 2, generator=generator)
+        for k, fan_in in ((1, 32), (3, 24), (5, 24)):
+            release[f"LocEnc{i}.capsule.{k}.weight"] = torch.randn(24, fan_in, generator=generator)
+            release[f"LocEnc{i}.capsule.{k}.bias"] = torch.randn(24, generator=generator)
+        release[f"LocEnc{i}.head.0.weight"] = torch.randn(20, 24, generator=generator)
+        release[f"LocEnc{i}.head.0.bias"] = torch.randn(20, generator=generator)
+    torch.save(release, tmp_path / "location_encoder_weights.pth")
+    torch.manual_seed(5)
+    fresh = LocationEncoder(embed_dim=32, n_features=16, hidden_dim=24, depth=3)
+    head = fresh.branches[1][7].weight.clone()
+    torch.manual_seed(5)
+    loaded = LocationEncoder(embed_dim=32, n_features=16, hidden_dim=24, depth=3,
+                             weights=str(tmp_path / "location_encoder_weights.pth"))
+    assert torch.equal(loaded.branches[2][0].b, release["LocEnc2.capsule.0.b"])
+    assert torch.equal(loaded.branches[0][5].weight, release["LocEnc0.capsule.5.weight"])
+    assert torch.equal(loaded.branches[1][7].weight, head), "head: fresh, same seed"
+    same_width = LocationEncoder(embed_dim=20, n_features=16, hidden_dim=24, depth=3,
+                                 weights=str(tmp_path / "location_encoder_weights.pth"))
+    assert torch.equal(same_width.branches[1][7].weight, release["LocEnc1.head.0.weight"])
