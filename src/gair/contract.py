@@ -196,10 +196,12 @@ class PreprocessingContract:
         )
 
     @classmethod
-    def official(cls, patch_size_px: int = 96, model_input_px: int = 96,
+    def official(cls, patch_size_px: int = 224, model_input_px: int = 96,
                  sv_size_px: int = 224) -> PreprocessingContract:
         """The official GAIR code's preprocessing: its band statistics, [mean +- 2 std] to
-        uint8 scaling and bicubic resizing; its SV statistics and bicubic resizing."""
+        uint8 scaling and bicubic resizing; its SV statistics and bicubic resizing. Its
+        inference cuts a 224 px window (2.24 km at 10 m) around a point and resizes it to
+        96 px, so that is the patch this contract asks for."""
         return cls(
             rs=RSContract(band_mean=OFFICIAL_BAND_MEAN, band_std=OFFICIAL_BAND_STD,
                           patch_size_px=patch_size_px, model_input_px=model_input_px,

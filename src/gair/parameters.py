@@ -152,6 +152,14 @@ class PreprocessingParams(_Strict):
     rs_jitter: float = Field(default=0.0, ge=0, le=1,
                              description="p of the official RS jitter (official 0.7)")
 
+    @field_validator("rs_band_mean", "rs_band_std")
+    @classmethod
+    def _statistics_need_official(cls, value: list[float] | None, info) -> list[float] | None:
+        if value is not None and info.data.get("rs_normalization") != "official":
+            raise ValueError(f"{info.field_name} is used by rs_normalization: official; "
+                             "zscore computes its statistics from the training shards")
+        return value
+
     @field_validator("rs_jitter")
     @classmethod
     def _jitter_needs_official(cls, value: float, info) -> float:

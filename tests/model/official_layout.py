@@ -7,7 +7,9 @@ import torch
 
 UNUSED = ("nerf_fn.", "query_feature", "rs_patch_pos_encoding", "radar_proj.",
           "location_proj.", "queue_for_location", "queue_ptr_location", "logit_scale",
-          "rs_encoder.layer_norm.", "rs_encoder.head.")
+          "rs_encoder.layer_norm.", "rs_encoder.head.", "rs_encoder_teacher.",
+          "sv_encoder_teacher.", "rs_student_projector.", "sv_student_projector.",
+          "queue_for_rs_encoding", "queue_ptr_rs")
 
 
 def croma_layers(width: int, depth: int, prefix: str = "") -> dict[str, tuple[int, ...]]:
@@ -27,8 +29,11 @@ def croma_layers(width: int, depth: int, prefix: str = "") -> dict[str, tuple[in
 
 def official_shapes(width: int = 768, depth: int = 12, bands: int = 10, patch: int = 8,
                     sv_tokens: int = 196, sv_patch: int = 16, loc_features: int = 256,
-                    loc_hidden: int = 1024, hf: str = "4") -> dict[str, tuple[int, ...]]:
-    """Every key of the official GAIR state dict and its shape (width 768 = the release)."""
+                    loc_hidden: int = 1024, hf: str = "4",
+                    training: bool = False) -> dict[str, tuple[int, ...]]:
+    """Every key of the official GAIR state dict and its shape (width 768 = the release);
+    ``training`` adds what the first commit's training model also holds (its teachers,
+    student projectors and RS queue)."""
     rs = "rs_encoder.s2_encoder."
     shapes = {f"{rs}linear_input.weight": (width, patch * patch * bands),
               f"{rs}linear_input.bias": (width,)}
@@ -71,6 +76,12 @@ def official_shapes(width: int = 768, depth: int = 12, bands: int = 10, patch: i
                "queue_for_location": (2, 4096), "queue_ptr_location": (1,),
                "nerf_fn.layers.0.self_attn.in_proj_weight": (3 * width, width),
                "nerf_fn.layers.0.linear1.weight": (4 * width, width)}
+    if training:
+        shapes |= {"rs_encoder_teacher.s2_encoder.linear_input.weight": (width, 64 * bands),
+                   "sv_encoder_teacher.embeddings.cls_token": (1, 1, width),
+                   "rs_student_projector.0.weight": (width, width),
+                   "sv_student_projector.0.weight": (width, width),
+                   "queue_for_rs_encoding": (width, 4096), "queue_ptr_rs": (1,)}
     return shapes
 
 
@@ -78,7 +89,7 @@ def official_state_dict(seed: int = 0, **sizes) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     state = {}
     for key, shape in official_shapes(**sizes).items():
-        if key == "queue_ptr_location":
+        if key.startswith("queue_ptr"):
             state[key] = torch.zeros(shape, dtype=torch.long)
         elif key.endswith("capsule.0.b"):
             state[key] = torch.randn(shape, generator=generator) * 4

@@ -61,4 +61,6 @@ def test_rs_encoders_by_name_and_a_timm_rs_file_with_another_band_count(tmp_path
     torch.save(twelve.vit.state_dict(), tmp_path / "rs12.pth")
     ten = RSEncoder(**VIT, in_chans=10, weights=str(tmp_path / "rs12.pth"))
     assert ten.vit.patch_embed.proj.weight.shape[1] == 10
+    assert not torch.equal(ten.vit.patch_embed.proj.bias, twelve.vit.patch_embed.proj.bias), \
+        "the projection's bias is re-initialised with its weight"
     assert torch.equal(ten.vit.blocks[0].attn.qkv.weight, twelve.vit.blocks[0].attn.qkv.weight)

@@ -36,7 +36,8 @@ def _write(path, state, wrap=True):
 
 @pytest.fixture(scope="module", params=["4", "5"])
 def official(request, tmp_path_factory):
-    state = official_state_dict(**SMALL, hf=request.param)
+    # transformers 4.x names with the training model's extra keys; 5.x names without.
+    state = official_state_dict(**SMALL, hf=request.param, training=request.param == "4")
     path = _write(tmp_path_factory.mktemp("official") / "checkpoint.pth", state)
     return state, path
 
@@ -54,6 +55,7 @@ def test_converts_with_nothing_unaccounted(official, caplog):
     assert sum(p.numel() for p in model.model.parameters()) + sum(
         b.numel() for n, b in model.model.named_buffers() if n.endswith(".b")) == used
     assert model.contract.rs.normalization == "official"
+    assert model.contract.rs.patch_size_px == 224, "the official inference window"
     assert model.contract.rs.band_mean == OFFICIAL_BAND_MEAN
     assert model.model.config.nili_offset_scale == "grid"
     assert torch.equal(model.model.sv_proj.weight, state["optical_proj.weight"])

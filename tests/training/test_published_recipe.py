@@ -73,15 +73,32 @@ def test_published_recipe_trains_and_its_checkpoint_loads(tiny_shards, teacher_f
     assert summary["band_mean"] == list(OFFICIAL_BAND_MEAN)
     path = summary["last_checkpoint"]
     content = torch.load(path, map_location="cpu", weights_only=True)
-    assert not [k for k in content["state_dict"] if k.startswith("teachers.")]
+    # Teachers are rebuilt from their files; only what no file holds is stored.
+    assert sorted(k for k in content["state_dict"] if k.startswith("teachers.")) == [
+        "teachers.rs.linear_input.bias", "teachers.rs.linear_input.weight"]
     contract = PreprocessingContract.from_dict(content["gair_contract"])
     assert contract.rs.normalization == "official" and contract.rs.interpolation == "bicubic"
     assert contract.sv.interpolation == "bicubic"
-    frozen = gair.load_model(path)
-    assert frozen.model.config.rs_encoder["name"] == "croma"
-    # Resuming rebuilds the teachers from their files and loads strictly.
+    # Resuming rebuilds the teachers from their files and loads strictly, the stored
+    # patch projection included.
     restored = GAIRPretraining.load_from_checkpoint(path, map_location="cpu")
-    assert restored.teachers is not None
+    assert torch.equal(restored.teachers.rs.linear_input.weight,
+                       content["state_dict"]["teachers.rs.linear_input.weight"])
+    # The trained model stands alone: its initialisation files are not needed to load it.
+    (teacher_files / "CROMA_base.pt").rename(tmp_path / "moved.pt")
+    try:
+        frozen = gair.load_model(path)
+        assert frozen.model.config.rs_encoder["name"] == "croma"
+        assert "weights" not in frozen.model.config.rs_encoder
+        gair.embed.random_like(frozen, 1)
+    finally:
+        (tmp_path / "moved.pt").rename(teacher_files / "CROMA_base.pt")
+    old = content | {"hyper_parameters": content["hyper_parameters"] | {
+        "model": {k: v for k, v in content["hyper_parameters"]["model"].items()
+                  if k != "nili_offset_scale"}}}
+    torch.save(old, tmp_path / "old.ckpt")
+    with pytest.raises(ValueError, match="official scale"):
+        GAIRPretraining.load_from_checkpoint(tmp_path / "old.ckpt", map_location="cpu")
 
 
 def test_official_jitter_is_torchvision_color_jitter_on_three_bands():
@@ -102,6 +119,8 @@ def test_official_jitter_is_torchvision_color_jitter_on_three_bands():
         assert torch.equal(out[others], x[others])
 
 
-def test_jitter_needs_the_official_normalisation():
+def test_jitter_and_band_statistics_need_the_official_normalisation():
     with pytest.raises(ValueError, match="rs_normalization: official"):
         PretrainParams(**(tiny_pretrain_params() | {"preprocessing": {"rs_jitter": 0.7}}))
+    with pytest.raises(ValueError, match="rs_band_mean is used by rs_normalization: official"):
+        PretrainParams(**(tiny_pretrain_params() | {"preprocessing": {"rs_band_mean": [1.0]}}))

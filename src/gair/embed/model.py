@@ -105,7 +105,8 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> Fr
             contract = PreprocessingContract.official(
                 model_input_px=int(config.rs_encoder["img_size"]),
                 sv_size_px=int(config.sv_encoder["img_size"]))
-            hparams = {"model": config.to_dict(), "source": f"official GAIR release ({path.name})"}
+            hparams = {"model": config.architecture(),
+                       "source": f"official GAIR release ({path.name})"}
         else:
             raise ContractError(f"{path}: neither a gair checkpoint (no preprocessing "
                                 "contract), a save_pretrained folder, nor an official GAIR "
@@ -157,7 +158,8 @@ def save_pretrained(model: FrozenGAIR, folder: str | Path, trained_on: str | Non
         state = {k: v.detach().cpu().contiguous() for k, v in model.model.state_dict().items()}
         save_file(state, str(staging / WEIGHTS_FILE))
         config = {"format": FOLDER_FORMAT, "format_version": 1,
-                  "model": model.model.config.to_dict(), "contract": model.contract.to_dict(),
+                  "model": model.model.config.architecture(),
+                  "contract": model.contract.to_dict(),
                   "source": model.hparams.get("source", "gair pretraining")}
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=1))
         (staging / CARD_FILE).write_text(model_card(model, trained_on, evaluation))

@@ -57,10 +57,11 @@ def embed_pairs(frozen: FrozenGAIR, shards_dir: Path, batch_size: int = 64) -> g
             items = [transform(s) for s in batch]
             rs, sv, query, latlon = (torch.stack([i[k] for i in items]).to(frozen.device)
                                      for k in ("rs", "sv", "query", "latlon"))
-            with torch.no_grad():
-                out = model(rs, sv, query, latlon)
-                grid, _ = model.encode_rs(rs)
-                out["rs_centre"] = model.query_rs(grid, torch.zeros_like(query))
+            with torch.no_grad():  # GAIR.forward's embeddings, plus the query at the centre
+                grid, rs_global = model.encode_rs(rs)
+                out = {"sv": model.encode_sv(sv), "rs_query": model.query_rs(grid, query),
+                       "rs_centre": model.query_rs(grid, torch.zeros_like(query)),
+                       "rs_global": rs_global, "location": model.encode_location(latlon)}
             arrays = {k: out[k].float().cpu().numpy() for k in PAIR_EMBEDDINGS}
             for n, item in enumerate(items):
                 rows.append({"uuid": item["uuid"]} | {k: arrays[k][n] for k in PAIR_EMBEDDINGS})

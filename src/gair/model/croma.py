@@ -149,10 +149,11 @@ class CROMAEncoder(nn.Module):
         grid = tokens.transpose(1, 2).reshape(batch, channels, self.grid_size, self.grid_size)
         return grid, tokens.mean(dim=1)
 
-    def load_weights(self, path: str | Path) -> None:
+    def load_weights(self, path: str | Path) -> list[str]:
         """Initialise from CROMA's released file (``{"s2_encoder": ...}``), GAIR's
         (``rs_encoder.s2_encoder.*``) or this module's own state dict. A final norm in the
-        file is ignored (and logged) when this encoder has none."""
+        file is ignored (and logged) when this encoder has none. Returns the keys that
+        kept their fresh initialisation."""
         content = read_state_dict(path)
         if isinstance(content.get("s2_encoder"), dict):
             state = tensors_of(content["s2_encoder"], path)
@@ -168,10 +169,13 @@ class CROMAEncoder(nn.Module):
                                f"keys; first keys: {', '.join(list(state)[:5])})")
         own = self.linear_input.weight
         file_input = state.get("linear_input.weight")
+        fresh: list[str] = []
         if file_input is not None and file_input.shape != own.shape:
             # Another band count (CROMA has 12, GAIR 10): keep the fresh projection, as GAIR.
             logger.info("%s: linear_input %s re-initialised for %d bands (model %s)", path,
                         list(file_input.shape), self.in_chans, list(own.shape))
+            fresh = [f"linear_input.{k}" for k in self.linear_input.state_dict()]
             state = state | {f"linear_input.{k}": v for k, v in
                              self.linear_input.state_dict().items()}
         load_into(self, state, path, ignore=lambda key: key.startswith("transformer.norm_out."))
+        return fresh

@@ -105,11 +105,19 @@ class RSEncoder(nn.Module):
         if weights:
             self.load_weights(weights)
 
-    def load_weights(self, path: str | Path) -> None:
-        """A ViT file (timm or Hugging Face layout); the patch projection keeps its fresh
-        initialisation when the file has another band count."""
-        load_into(self.vit, vit_state_dict(path), path, ignore=_is_head,
-                  reinit={"patch_embed.proj.weight"})
+    def load_weights(self, path: str | Path) -> list[str]:
+        """A ViT file (timm or Hugging Face layout); the patch projection (weight and
+        bias) keeps its fresh initialisation when the file has another band count.
+        Returns the keys that kept their fresh initialisation."""
+        state = vit_state_dict(path)
+        own = self.vit.patch_embed.proj
+        fresh: list[str] = []
+        if "patch_embed.proj.weight" in state and state["patch_embed.proj.weight"].shape != \
+                own.weight.shape:
+            fresh = [f"vit.patch_embed.proj.{k}" for k in own.state_dict()]
+            state = state | {f"patch_embed.proj.{k}": v for k, v in own.state_dict().items()}
+        load_into(self.vit, state, path, ignore=_is_head)
+        return fresh
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         tokens = self.vit.forward_features(x)[:, self.vit.num_prefix_tokens :]

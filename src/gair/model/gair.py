@@ -32,11 +32,21 @@ class GAIRConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def architecture(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the encoders' initialisation files: what a saved model
+        needs to be rebuilt (its weights come with it, not from those files)."""
+        values = self.to_dict()
+        for part in ("rs_encoder", "sv_encoder", "location_encoder"):
+            values[part] = {k: v for k, v in values[part].items() if k != "weights"}
+        return values
+
     @classmethod
     def from_saved(cls, values: dict[str, Any]) -> GAIRConfig:
-        """The configuration stored with a model. Models saved before NILI's offset
-        followed the official scale carry no ``nili_offset_scale``: they keep theirs."""
-        return cls(**({"nili_offset_scale": "half_grid"} | dict(values)))
+        """The architecture stored with a model (initialisation files are ignored: the
+        weights come from the saved model). Models saved before NILI's offset followed the
+        official scale carry no ``nili_offset_scale``: they keep theirs."""
+        config = cls(**({"nili_offset_scale": "half_grid"} | dict(values)))
+        return cls(**config.architecture())
 
 
 class GAIR(nn.Module):

@@ -31,6 +31,10 @@ UNUSED_PREFIXES = (
     "logit_scale",              # fixed temperature 0.07
     "rs_encoder.layer_norm.", "rs_encoder.head.",  # CROMA's classifier, unused by GAIR
     "rs_encoder.s2_encoder.transformer.norm_out.",
+    # The training model of the first commit also holds its frozen teachers, student
+    # projectors and a second queue.
+    "rs_encoder_teacher.", "sv_encoder_teacher.", "rs_student_projector.",
+    "sv_student_projector.", "queue_for_rs_encoding", "queue_ptr_rs",
 )
 CROMA_HEADS = 16
 CROMA_PATCH = 8

@@ -74,9 +74,10 @@ def _listed(items: list[str]) -> str:
 
 def load_into(module: nn.Module, state: Mapping[str, torch.Tensor], path: str | Path,
               ignore: Callable[[str], bool] = lambda key: False,
-              reinit: Collection[str] = ()) -> None:
+              reinit: Collection[str] = ()) -> list[str]:
     """Load ``state`` into ``module`` strictly; raise :class:`WeightsError` naming ``path``
-    and the first missing, unexpected and mis-shaped keys.
+    and the first missing, unexpected and mis-shaped keys. Returns the keys that kept
+    their fresh initialisation.
 
     ``ignore(key)`` marks file keys that are known not to belong to the module (logged);
     keys in ``reinit`` keep the module's fresh initialisation when the file's shape differs
@@ -107,3 +108,4 @@ def load_into(module: nn.Module, state: Mapping[str, torch.Tensor], path: str | 
     if kept_fresh:
         logger.info("%s: re-initialised (shape differs from the file): %s", path,
                     _listed([shapes(k) for k in kept_fresh]))
+    return kept_fresh

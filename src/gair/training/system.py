@@ -35,9 +35,10 @@ class Teachers(nn.Module):
         sv = {k: v for k, v in student.config.sv_encoder.items() if k != "weights"}
         self.sv = SVEncoder(**sv, weights=sv_weights) if sv_weights else None
         self.rs = None
+        self.unsaved_by_files: list[str] = []  # kept fresh: the checkpoint must hold these
         if rs_weights:
             self.rs = copy.deepcopy(student.rs_encoder)
-            self.rs.load_weights(rs_weights)
+            self.unsaved_by_files = [f"rs.{k}" for k in self.rs.load_weights(rs_weights)]
         self.requires_grad_(False)
         self.eval()
 
@@ -84,20 +85,27 @@ class GAIRPretraining(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Every checkpoint carries its preprocessing contract (read by ``gair.load_model``);
-        the frozen teachers are rebuilt from their files, so they are not stored."""
+        the frozen teachers are rebuilt from their files, so they are not stored, except
+        what no file holds (the RS teacher's re-initialised patch projection)."""
         hp = self.hparams
         if hp.band_mean is not None and hp.patch_size_px is not None:
             checkpoint[CONTRACT_KEY] = PreprocessingContract.for_training(
                 hp.band_mean, hp.band_std, hp.patch_size_px, hp.model, hp.preprocessing,
             ).to_dict()
         state = checkpoint.get("state_dict", {})
-        for key in [k for k in state if k.startswith(TEACHERS)]:
+        kept = {TEACHERS + k for k in self.teachers.unsaved_by_files} if self.teachers else set()
+        for key in [k for k in state if k.startswith(TEACHERS) and k not in kept]:
             del state[key]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "nili_offset_scale" not in checkpoint["hyper_parameters"]["model"]:
+            raise ValueError("this checkpoint was written before NILI's offset followed the "
+                             "official scale: read it with gair.load_model (which keeps its "
+                             "scale), or train afresh")
         if self.teachers is not None:
-            checkpoint["state_dict"].update(
-                {TEACHERS + k: v for k, v in self.teachers.state_dict().items()})
+            state = checkpoint["state_dict"]
+            for key, value in self.teachers.state_dict().items():
+                state.setdefault(TEACHERS + key, value)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         return self.model(batch["rs"], batch["sv"], batch["query"], batch["latlon"])

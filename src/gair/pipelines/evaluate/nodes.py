@@ -275,7 +275,8 @@ def report_results(results: pd.DataFrame, benchmark_results: pd.DataFrame,
     metrics["eval/summary/downstream_tasks"] = len(comparison)
     groups = {"gair": params.gair_models(), "random": params.random_models()}
     for row in nili_margins(scored, groups).itertuples(index=False):
-        metrics[f"eval/summary/nili_margin/{row.group}/{row.control}"] = round(row.mean, 6)
+        if np.isfinite(row.mean):  # a task a seed could not score has no margin
+            metrics[f"eval/summary/nili_margin/{row.group}/{row.control}"] = round(row.mean, 6)
     table = markdown_table(scored, models, params.gair_models(), params.random_models(), chance)
     if len(benchmark_results):
         table += "\n" + benchmark_table(benchmark_results)
