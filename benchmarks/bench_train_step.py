@@ -3,8 +3,9 @@
 For the same model and batch size in one process, measures samples/s of the full step
 (data loading and augmentation from the shards + forward + losses + backward + AdamW)
 and of the model alone on a batch already in memory; prints one JSON line with both and
-their ratio. ``--paper-scale`` instead times the paper-scale model (ViT-B RS 96 px patch
-8, ViT-B/16 SV 224 px, 768-d) on synthetic tensors, on the CPU or a GPU (bf16 there).
+their ratio. ``--paper-scale`` instead times the paper-scale model of conf/gpu (CROMA-base
+RS 96 px patch 8, ViT-B/16 SV 224 px with its pooler, 768-d, queue-only SECL) on synthetic
+tensors, on the CPU or a GPU (bf16 there).
 
 Usage:
   .venv/bin/python benchmarks/bench_train_step.py [--steps 20]      (needs the pair outputs)
@@ -27,7 +28,8 @@ from gair.model import GAIR, GAIRConfig, GAIRLoss, LossConfig
 ROOT = Path(__file__).resolve().parents[1]
 def paper_config() -> tuple[dict, dict]:
     """The model and loss of conf/gpu (the published architecture), without weight files:
-    the step costs the same from random weights."""
+    the step costs the same from random weights. The distillation teachers' forward passes
+    (a frozen ViT-B/16 and a frozen CROMA-base, no gradients) are not included."""
     raw = yaml.safe_load((ROOT / "conf/gpu/parameters_pretrain.yml").read_text())["pretrain"]
     raw["model"]["rs_encoder"].pop("weights", None)
     return raw["model"], raw["loss"]
@@ -85,6 +87,7 @@ def paper_scale(args: argparse.Namespace) -> dict:
 
 def default_config(args: argparse.Namespace) -> dict:
     from gair.contract import PreprocessingContract
+    from gair.io.shards import read_shard
     from gair.parameters import PretrainParams
     from gair.training.data import PairsDataModule, band_statistics
 
@@ -96,8 +99,9 @@ def default_config(args: argparse.Namespace) -> dict:
         raise SystemExit(f"{shards}: no shards; run `kedro run --pipelines sample_world,ingest,pair`")
     torch.manual_seed(0)
     mean, std = band_statistics(sorted(shards.glob("train/*.tar")), 256)
+    patch_px = next(read_shard(sorted(shards.glob("train/*.tar"))[0]))["rs"].shape[-1]
     contract = PreprocessingContract.for_training(
-        mean, std, params.model.rs_encoder.img_size, params.model.model_dump(mode="json"),
+        mean, std, patch_px, params.model.model_dump(mode="json"),
         params.preprocessing.model_dump())
     module = PairsDataModule(str(shards), params.data.batch_size, contract,
                              params.data.num_workers, 0, params.data.shuffle_buffer)
