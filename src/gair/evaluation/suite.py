@@ -70,12 +70,18 @@ TASKS: tuple[Task, ...] = (
     Task("fused_affluence_centre", "control: SV+RS at patch centre+location affluence (R²)",
          "r2"),
     Task("fused_affluence_global", "control: SV+global RS+location affluence (R²)", "r2"),
+    Task("fused_landcover", "SV+RS+location land cover at the view (acc)", "acc"),
+    Task("fused_landcover_centre", "control: SV+RS at patch centre+location land cover (acc)",
+         "acc"),
+    Task("fused_landcover_global", "control: SV+global RS+location land cover (acc)", "acc"),
 )
 DOWNSTREAM = tuple(t.name for t in TASKS[:6])
 """The six transfer tasks (one per family the paper covers)."""
 
 NILI_CONTROLS = (("fused_affluence", "fused_affluence_centre"),
                  ("fused_affluence", "fused_affluence_global"),
+                 ("fused_landcover", "fused_landcover_centre"),
+                 ("fused_landcover", "fused_landcover_global"),
                  ("retrieval_nili_patch", "retrieval_centre"))
 """(NILI task, position-free control): what the query at the street view adds over the
 query at the patch centre and over the global RS embedding, on the same items."""
@@ -277,11 +283,19 @@ def run_suite(embeddings: ModelEmbeddings, street_views: pd.DataFrame, masks: np
         "fused_affluence_global": lambda: _regression(fused("rs_global"),
                                                       sv["affluence"].to_numpy(), sv["split"],
                                                       ("affluence",)),
+        # Land cover at the view varies inside most patches (affluence mostly does not).
+        "fused_landcover": lambda: linear_and_knn(fused("rs_query"), sv["landcover"].to_numpy(),
+                                                  sv["split"], settings),
+        "fused_landcover_centre": lambda: linear_and_knn(
+            fused("rs_centre"), sv["landcover"].to_numpy(), sv["split"], settings),
+        "fused_landcover_global": lambda: linear_and_knn(
+            fused("rs_global"), sv["landcover"].to_numpy(), sv["split"], settings),
     }
     if location_only:  # no place per token; the location task is this model's own
         for name in ("rs_segmentation", "loc_landcover", "retrieval", "geolocalisation",
                      "retrieval_nili_patch", "retrieval_centre", "fused_affluence_centre",
-                     "fused_affluence_global"):
+                     "fused_affluence_global", "fused_landcover_centre",
+                     "fused_landcover_global"):
             tasks.pop(name)
     results: dict[str, dict[str, float]] = {}
     for name, task in tasks.items():
@@ -340,6 +354,8 @@ def chance_levels(street_views: pd.DataFrame, patches: pd.DataFrame, masks: np.n
 
     levels = {
         ("sv_landcover", "acc"): lambda: majority(street_views["landcover"].to_numpy(), sv_split),
+        ("fused_landcover", "acc"): lambda: majority(street_views["landcover"].to_numpy(),
+                                                     sv_split),
         ("sv_perception", "r2"): lambda: mean_r2(street_views[list(PERCEPTION)].to_numpy(),
                                                  sv_split),
         ("rs_landcover", "acc"): lambda: majority(patches["landcover"].to_numpy(),
