@@ -69,3 +69,9 @@ def test_nili_margins_per_seed_and_sign():
     table = nili_table(margins)
     assert "+0.050, +0.040" in table and "| GAIR |" in table
     assert np.isfinite(margins["mean"]).all()
+
+
+def test_patch_chance_of_an_empty_test_split_is_an_empty_split_error():
+    empty = pd.DataFrame({"patch_id": pd.Series([], dtype="str")})
+    with pytest.raises(ValueError, match="no test street views"):
+        _patch_chance(empty)

@@ -308,7 +308,9 @@ def run_suite(embeddings: ModelEmbeddings, street_views: pd.DataFrame, masks: np
 
 def _patch_chance(test: pd.DataFrame) -> float:
     """Chance of patch-level R@1: the mean share of the test views in a view's own patch."""
-    sizes = test["patch_id"].map(test["patch_id"].value_counts())
+    if test.empty:
+        raise ValueError("no test street views")
+    sizes = test.groupby("patch_id")["patch_id"].transform("size").to_numpy(np.float64)
     return float(sizes.mean()) / len(test)
 
 
