@@ -11,7 +11,6 @@ inference code does not. Module names follow the released files (``linear_input`
 
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 
@@ -19,9 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gair.model.weights import WeightsError, load_into, read_state_dict, tensors_of
-
-logger = logging.getLogger(__name__)
+from gair.model.weights import (
+    WeightsError,
+    keep_fresh_if_reshaped,
+    load_into,
+    read_state_dict,
+    subtree,
+    tensors_of,
+)
 
 
 def alibi_slopes(num_heads: int) -> list[float]:
@@ -158,24 +162,11 @@ class CROMAEncoder(nn.Module):
         if isinstance(content.get("s2_encoder"), dict):
             state = tensors_of(content["s2_encoder"], path)
         else:
-            state = tensors_of(content, path)
-            for prefix in ("rs_encoder.s2_encoder.", "s2_encoder."):
-                if any(k.startswith(prefix) for k in state):
-                    state = {k.removeprefix(prefix): v for k, v in state.items()
-                             if k.startswith(prefix)}
-                    break
+            state = subtree(tensors_of(content, path), "rs_encoder.s2_encoder.", "s2_encoder.")
         if not any(k.startswith("transformer.layers.") for k in state):
             raise WeightsError(f"{path}: not a CROMA optical encoder (no transformer.layers.* "
                                f"keys; first keys: {', '.join(list(state)[:5])})")
-        own = self.linear_input.weight
-        file_input = state.get("linear_input.weight")
-        fresh: list[str] = []
-        if file_input is not None and file_input.shape != own.shape:
-            # Another band count (CROMA has 12, GAIR 10): keep the fresh projection, as GAIR.
-            logger.info("%s: linear_input %s re-initialised for %d bands (model %s)", path,
-                        list(file_input.shape), self.in_chans, list(own.shape))
-            fresh = [f"linear_input.{k}" for k in self.linear_input.state_dict()]
-            state = state | {f"linear_input.{k}": v for k, v in
-                             self.linear_input.state_dict().items()}
+        # Another band count (CROMA has 12, GAIR 10): a fresh projection, as GAIR did.
+        state, fresh = keep_fresh_if_reshaped(state, self.linear_input, "linear_input.", path)
         load_into(self, state, path, ignore=lambda key: key.startswith("transformer.norm_out."))
         return fresh

@@ -13,7 +13,14 @@ import torch
 from torch import nn
 
 from gair.model.croma import CROMAEncoder
-from gair.model.weights import WeightsError, load_into, read_state_dict, tensors_of
+from gair.model.weights import (
+    WeightsError,
+    keep_fresh_if_reshaped,
+    load_into,
+    read_state_dict,
+    subtree,
+    tensors_of,
+)
 
 CROMA = "croma"
 """``rs_encoder.name`` that selects :class:`~gair.model.croma.CROMAEncoder` (GAIR's)."""
@@ -73,11 +80,7 @@ def vit_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A ViT's weights from a local file in timm's or Hugging Face's layout, in timm's
     names; a ``vit.`` (``ViTForImageClassification``) or ``sv_encoder.`` (GAIR) prefix
     selects that part of the file."""
-    state = tensors_of(read_state_dict(path), path)
-    for prefix in ("vit.", "sv_encoder."):
-        if any(k.startswith(prefix) for k in state):
-            state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
-            break
+    state = subtree(tensors_of(read_state_dict(path), path), "vit.", "sv_encoder.")
     return hf_vit_to_timm(state) if is_hf_vit(state) else state
 
 
@@ -88,8 +91,8 @@ def create_vit(name: str, img_size: int, in_chans: int, **kwargs: Any) -> nn.Mod
                              in_chans=in_chans, **kwargs)
 
 
-def _is_head(key: str) -> bool:
-    return key.startswith(("head.", "fc_norm.", "pre_logits.", "classifier."))
+HEAD_PREFIXES = ("head.", "fc_norm.", "pre_logits.", "classifier.")
+"""Classifier parts of ViT files, which an encoder does not use."""
 
 
 class RSEncoder(nn.Module):
@@ -109,15 +112,10 @@ class RSEncoder(nn.Module):
         """A ViT file (timm or Hugging Face layout); the patch projection (weight and
         bias) keeps its fresh initialisation when the file has another band count.
         Returns the keys that kept their fresh initialisation."""
-        state = vit_state_dict(path)
-        own = self.vit.patch_embed.proj
-        fresh: list[str] = []
-        if "patch_embed.proj.weight" in state and state["patch_embed.proj.weight"].shape != \
-                own.weight.shape:
-            fresh = [f"vit.patch_embed.proj.{k}" for k in own.state_dict()]
-            state = state | {f"patch_embed.proj.{k}": v for k, v in own.state_dict().items()}
-        load_into(self.vit, state, path, ignore=_is_head)
-        return fresh
+        state, fresh = keep_fresh_if_reshaped(vit_state_dict(path), self.vit.patch_embed.proj,
+                                              "patch_embed.proj.", path)
+        load_into(self.vit, state, path, ignore=lambda key: key.startswith(HEAD_PREFIXES))
+        return [f"vit.{k}" for k in fresh]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         tokens = self.vit.forward_features(x)[:, self.vit.num_prefix_tokens :]
@@ -157,15 +155,18 @@ class SVEncoder(nn.Module):
         if weights:
             self.load_vit(weights)
 
+    @staticmethod
+    def from_timm_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A ViT state dict in timm's names (+ ``pooler.*``) as this module names it."""
+        return {k if k.startswith("pooler.") else f"vit.{k}": v for k, v in state.items()}
+
     def load_vit(self, path: str | Path) -> None:
-        state = vit_state_dict(path)
-        if self.pooler is None:
-            ignore = lambda key: _is_head(key) or key.startswith("pooler.")  # noqa: E731
-        else:
-            ignore = _is_head
-        load_into(self, {f"vit.{k}" if not k.startswith("pooler.") else k: v
-                         for k, v in state.items()}, path,
-                  ignore=lambda key: ignore(key.removeprefix("vit.")))
+        """A ViT file; classifier heads (and a pooler, where this encoder has none) are
+        ignored, every other key must fit."""
+        unused = tuple(f"vit.{p}" for p in HEAD_PREFIXES) + (
+            ("pooler.",) if self.pooler is None else ())
+        load_into(self, self.from_timm_names(vit_state_dict(path)), path,
+                  ignore=lambda key: key.startswith(unused))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cls = self.vit(x)

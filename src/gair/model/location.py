@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gair.model.weights import load_into, read_state_dict, tensors_of
+from gair.model.weights import load_into, read_state_dict, subtree, tensors_of
 
 # Equal Earth projection constants (Šavrič, Patterson & Jenny 2018), as GeoCLIP uses them.
 _A1, _A2, _A3, _A4 = 1.340264, -0.081106, 0.000893, 0.003796
@@ -59,7 +59,7 @@ class LocationEncoder(nn.Module):
                  n_features: int = 256, hidden_dim: int = 1024, depth: int = 3, seed: int = 0,
                  weights: str | None = None):
         super().__init__()
-        self.depth = depth
+        self.head_index = 1 + 2 * depth  # after the RFF and depth x (Linear, ReLU)
         generator = torch.Generator().manual_seed(seed)
         self.branches = nn.ModuleList()
         for sigma in sigmas:
@@ -77,7 +77,7 @@ class LocationEncoder(nn.Module):
     def from_geoclip_names(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """GeoCLIP's names (``LocEnc{i}.capsule.{k}``, ``LocEnc{i}.head.0``) as this
         module's (``branches.{i}.{k}``, ``branches.{i}.<last>``); others unchanged."""
-        head = 1 + 2 * self.depth
+        head = self.head_index
 
         def rename(key: str) -> str:
             key = re.sub(r"^LocEnc(\d+)\.capsule\.", r"branches.\1.", key)
@@ -89,14 +89,10 @@ class LocationEncoder(nn.Module):
         """Initialise from GeoCLIP's released location encoder (or the location encoder of
         a GAIR checkpoint). Heads of another width (GeoCLIP's 512 where GAIR has 768) keep
         their fresh initialisation, as GAIR's own GeoCLIP start did."""
-        state = tensors_of(read_state_dict(path), path)
-        if any(k.startswith("location_encoder.") for k in state):
-            state = {k.removeprefix("location_encoder."): v for k, v in state.items()
-                     if k.startswith("location_encoder.")}
-        head = 1 + 2 * self.depth
+        state = subtree(tensors_of(read_state_dict(path), path), "location_encoder.")
         load_into(self, self.from_geoclip_names(state), path,
-                  reinit={f"branches.{i}.{head}.{kind}" for i in range(len(self.branches))
-                          for kind in ("weight", "bias")})
+                  reinit={f"branches.{i}.{self.head_index}.{kind}"
+                          for i in range(len(self.branches)) for kind in ("weight", "bias")})
 
     def forward(self, latlon: torch.Tensor) -> torch.Tensor:
         """Embed (lat, lon) in degrees, shape [..., 2], to [..., embed_dim]."""

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from gair.model.encoders import CROMA, hf_vit_to_timm
+from gair.model.encoders import CROMA, SVEncoder, hf_vit_to_timm
 from gair.model.gair import GAIR, GAIRConfig
-from gair.model.weights import WeightsError, load_into, tensors_of
+from gair.model.weights import WeightsError, load_into, subtree, tensors_of
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +56,7 @@ def official_config(state: dict[str, torch.Tensor]) -> GAIRConfig:
     """The architecture of an official state dict, read from its shapes (the head counts,
     which shapes cannot tell, are the official 16 for CROMA and 12 for the SV ViT)."""
     rs_width, rs_pixels = state["rs_encoder.s2_encoder.linear_input.weight"].shape
-    sv = hf_vit_to_timm({k.removeprefix("sv_encoder."): v for k, v in state.items()
-                         if k.startswith("sv_encoder.")})
+    sv = hf_vit_to_timm(subtree(state, "sv_encoder.", whole_if_absent=False))
     sv_width, _, sv_patch, _ = sv["patch_embed.proj.weight"].shape
     sv_tokens = sv["pos_embed"].shape[1] - 1
     location_b = state["location_encoder.LocEnc0.capsule.0.b"]
@@ -84,14 +83,12 @@ def official_config(state: dict[str, torch.Tensor]) -> GAIRConfig:
 def to_project_names(state: dict[str, torch.Tensor], model: GAIR) -> dict[str, torch.Tensor]:
     """Official names -> this project's (unused keys are left out; see UNUSED_PREFIXES)."""
     out: dict[str, torch.Tensor] = {}
-    sv = {k.removeprefix("sv_encoder."): v for k, v in state.items()
-          if k.startswith("sv_encoder.")}
-    for key, value in hf_vit_to_timm(sv).items():
-        out[f"sv_encoder.{key}" if key.startswith("pooler.") else f"sv_encoder.vit.{key}"] = value
-    location = {k.removeprefix("location_encoder."): v for k, v in state.items()
-                if k.startswith("location_encoder.")}
-    out |= {f"location_encoder.{k}": v
-            for k, v in model.location_encoder.from_geoclip_names(location).items()}
+    sv = SVEncoder.from_timm_names(
+        hf_vit_to_timm(subtree(state, "sv_encoder.", whole_if_absent=False)))
+    out |= {f"sv_encoder.{k}": v for k, v in sv.items()}
+    location = model.location_encoder.from_geoclip_names(
+        subtree(state, "location_encoder.", whole_if_absent=False))
+    out |= {f"location_encoder.{k}": v for k, v in location.items()}
     for key, value in state.items():
         if key.startswith(UNUSED_PREFIXES) or key.startswith(("sv_encoder.", "location_encoder.")):
             continue

@@ -67,6 +67,31 @@ def tensors_of(content: Mapping[str, object], path: str | Path,
     return tensors
 
 
+def subtree(state: Mapping[str, torch.Tensor], *prefixes: str,
+            whole_if_absent: bool = True) -> dict[str, torch.Tensor]:
+    """The keys under the first of ``prefixes`` that ``state`` has, with the prefix
+    removed; when it has none of them, ``state`` itself (or nothing)."""
+    for prefix in prefixes:
+        if any(k.startswith(prefix) for k in state):
+            return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+    return dict(state) if whole_if_absent else {}
+
+
+def keep_fresh_if_reshaped(state: Mapping[str, torch.Tensor], layer: nn.Module, prefix: str,
+                           path: str | Path) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Where the file's ``<prefix>weight`` has another shape than ``layer``'s (a patch
+    projection for another band count), ``state`` with the layer's fresh weight and bias
+    in its place, and their keys; else ``state`` unchanged and no keys."""
+    own = layer.state_dict()
+    in_file = state.get(f"{prefix}weight")
+    if in_file is None or in_file.shape == own["weight"].shape:
+        return dict(state), []
+    logger.info("%s: %sweight %s re-initialised (model %s)", path, prefix,
+                list(in_file.shape), list(own["weight"].shape))
+    fresh = {f"{prefix}{k}": v for k, v in own.items()}
+    return dict(state) | fresh, list(fresh)
+
+
 def _listed(items: list[str]) -> str:
     more = f" ... and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else ""
     return ", ".join(items[:MAX_LISTED]) + more

@@ -32,7 +32,7 @@ class Teachers(nn.Module):
 
     def __init__(self, student: GAIR, sv_weights: str | None, rs_weights: str | None) -> None:
         super().__init__()
-        sv = {k: v for k, v in student.config.sv_encoder.items() if k != "weights"}
+        sv = student.config.architecture()["sv_encoder"]
         self.sv = SVEncoder(**sv, weights=sv_weights) if sv_weights else None
         self.rs = None
         self.unsaved_by_files: list[str] = []  # kept fresh: the checkpoint must hold these
@@ -73,9 +73,10 @@ class GAIRPretraining(L.LightningModule):
         super().__init__()
         # The complete configuration is stored (defaults included), so a checkpoint says
         # exactly what it is even after a default changes.
-        model = GAIRConfig(**model).to_dict()
+        config = GAIRConfig(**model)
+        model = config.to_dict()
         self.save_hyperparameters()
-        self.model = GAIR(GAIRConfig(**model))
+        self.model = GAIR(config)
         self.loss = GAIRLoss(LossConfig(**loss))
         teachers = teachers or {}
         self.teachers = Teachers(self.model, teachers.get("sv_weights"),
