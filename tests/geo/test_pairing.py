@@ -88,7 +88,7 @@ def test_across_a_utm_zone_boundary(tmp_path):
     for folder in placements.values():
         for path in folder.iterdir():
             (both / path.name).write_bytes(path.read_bytes())
-    for directory, expected in ((both, "zone32633"), (placements[32632], "zone32632")):
+    for directory, expected in ((both, "zone32633.tif"), (placements[32632], "zone32632.tif")):
         tiles = read_tile_index(directory).tiles
         assert len(tiles) == (2 if directory == both else 1)
         pair = pair_points(np.array([lat]), np.array([lon]), tiles, PATCH, 1.0,
@@ -136,3 +136,119 @@ def test_no_patch_or_block_in_two_splits_on_the_sample_world(small_world):
     assert pairs.groupby("patch_id").size().max() >= 2, "several views share a patch"
     centred = (pairs["qx"].abs() < 0.05) & (pairs["qy"].abs() < 0.05)
     assert centred.mean() < 0.5, "views lie anywhere in their patch, not at its centre"
+
+
+def test_tiles_differing_only_in_suffix_keep_their_own_pixels(tmp_path):
+    """dup.tif (Nairobi) and dup.tiff (Singapore) are two tiles: each view reads the one
+    that holds it."""
+    nairobi = _tile_with_marker(tmp_path / "dup.tif", CRS.from_epsg(32737), 250000.0,
+                                9860000.0, 10.5, 20.5)
+    singapore = _tile_with_marker(tmp_path / "dup.tiff", CRS.from_epsg(32648), 370000.0,
+                                  150000.0, 40.5, 5.5)
+    tiles = read_tile_index(tmp_path).tiles
+    assert sorted(tiles["tile_id"]) == ["dup.tif", "dup.tiff"]
+    lat, lon = np.array([nairobi, singapore]).T
+    pairs = pair_points(lat, lon, tiles, PATCH, 1.0, {"train": 1.0}, 0)
+    assert pairs["tile_id"].tolist() == ["dup.tif", "dup.tiff"]
+    for _, pair in pairs.iterrows():
+        assert _sample_at_query(tmp_path, tiles, pair, "nearest") == MARKER - 1000
+
+
+def _utm_outline(tiles: pd.DataFrame, pairs: pd.DataFrame, size: int):
+    """Patch outlines in EPSG:32632 computed here from the tile transforms (the oracle)."""
+    from shapely.geometry import Polygon
+
+    outlines = []
+    by_id = tiles.set_index("tile_id")
+    for tile_id, row_off, col_off in pairs[["tile_id", "row_off", "col_off"]].itertuples(
+            index=False):
+        tile = by_id.loc[tile_id]
+        a, _, c, _, e, f = tile["transform"]
+        to_32 = Transformer.from_crs(tile["crs"], 32632, always_xy=True)
+        corners = [(c + a * (col_off + dc), f + e * (row_off + dr))
+                   for dc, dr in ((0, 0), (size, 0), (size, size), (0, size))]
+        outlines.append(Polygon([to_32.transform(x, y) for x, y in corners]))
+    return outlines
+
+
+ZONE_FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
+
+
+def _overlapping_zone_tiles(directory, size: int = 400):
+    """Two 4 km tiles at 12 E, one in zone 32 and one in zone 33, overlapping by 2 km, and
+    3000 views all over them."""
+    lat0, lon0 = 48.0, 12.0
+    directory.mkdir(exist_ok=True)
+    for epsg, shift in ((32632, -3000.0), (32633, -1000.0)):
+        crs = CRS.from_epsg(epsg)
+        x, y = Transformer.from_crs(4326, crs, always_xy=True).transform(lon0, lat0)
+        west, north = np.floor((x + shift) / 10) * 10, np.floor((y + 2000) / 10) * 10
+        dn = np.full((12, size, size), BACKGROUND, dtype=np.uint16)
+        write_l2a_geotiff(directory / f"zone{epsg}.tif", dn, crs,
+                          Affine(10, 0, west, 0, -10, north), "05.09")
+    rng = np.random.default_rng(0)
+    return (read_tile_index(directory).tiles, lat0 + rng.uniform(-0.017, 0.017, 3000),
+            lon0 + rng.uniform(-0.035, 0.035, 3000))
+
+
+def test_no_ground_in_two_splits_where_tiles_overlap_across_utm_zones(tmp_path):
+    """No two used patches of different splits share ground, and the views of patches
+    that would have are rejected with the patch they overlap, not dropped."""
+    patch = 24
+    tiles, lat, lon = _overlapping_zone_tiles(tmp_path)
+    pairs = pair_points(lat, lon, tiles, patch, 0.5, ZONE_FRACTIONS, 0).dropna(subset=["tile_id"])
+    assert set(pairs["tile_id"]) == {"zone32632.tif", "zone32633.tif"}
+    used = pairs[pairs["overlaps"].isna()]
+    assert 0 < len(pairs) - len(used) < 0.2 * len(pairs)
+    assert _ground_in_two_splits(tiles, pairs, patch) > 0, "the setup has overlaps to resolve"
+    assert _ground_in_two_splits(tiles, used, patch) == 0
+    assert used.groupby("block")["split"].nunique().max() == 1
+    # A rejected view's patch really overlaps the named patch of a more protected split.
+    yielded = pairs[pairs["overlaps"].notna()].drop_duplicates("patch_id")
+    assert set(yielded["split"]) <= {"train", "val"}
+    patches = pairs.drop_duplicates("patch_id").set_index("patch_id", drop=False)
+    for patch_id, other in yielded[["patch_id", "overlaps"]].head(20).itertuples(index=False):
+        other_id, other_split = other.removesuffix(")").rsplit(" (", 1)
+        assert other_split == patches.at[other_id, "split"]
+        assert _ground_in_two_splits(tiles, patches.loc[[patch_id, other_id]], patch) == 1
+
+
+def _ground_in_two_splits(tiles: pd.DataFrame, pairs: pd.DataFrame, size: int) -> int:
+    """Pairs of patches in different splits sharing more than 0.1 % of their ground."""
+    import shapely
+
+    patches = pairs.drop_duplicates("patch_id").reset_index(drop=True)
+    outlines = np.array(_utm_outline(tiles, patches, size))
+    i, j = shapely.STRtree(outlines).query(outlines, predicate="intersects")
+    split = patches["split"].to_numpy()
+    candidates = (i < j) & (split[i] != split[j])
+    i, j = i[candidates], j[candidates]
+    shared = shapely.area(shapely.intersection(outlines[i], outlines[j]))
+    return int((shared > 0.001 * shapely.area(outlines[i])).sum())
+
+
+def test_evaluation_patches_follow_the_same_rule_across_tiles(tmp_path):
+    """The evaluation's RS patches leave out ground a pairing patch of another split
+    covers, whichever tile (and UTM zone) either is of."""
+    import rasterio
+
+    from gair.evaluation.sample_world_tasks import SpatialSplit, sample_patches
+
+    patch = 24
+    tiles, lat, lon = _overlapping_zone_tiles(tmp_path / "tiles")
+    pairs = pair_points(lat, lon, tiles, patch, 0.5, ZONE_FRACTIONS, 0).dropna(subset=["tile_id"])
+    used = pairs[pairs["overlaps"].isna()]
+    for tile_id, width, height in tiles[["tile_id", "width", "height"]].itertuples(index=False):
+        path = tmp_path / "truth" / "landcover" / tile_id
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=1,
+                           dtype="uint8") as dst:
+            dst.write(np.ones((1, height, width), np.uint8))
+    split = SpatialSplit.of_pairs(used, 0.5, ZONE_FRACTIONS, 0, patch)
+    evaluation, counts = sample_patches(tiles, tmp_path / "truth", split, patch, patch)
+    assert counts["left_out_overlapping_other_split_pairs"] > 0
+    evaluation["patch_id"] = [f"eval-{i}" for i in range(len(evaluation))]
+    both = pd.concat([used.drop_duplicates("patch_id"), pd.DataFrame(evaluation)],
+                     ignore_index=True)
+    within_evaluation = _ground_in_two_splits(tiles, pd.DataFrame(evaluation), patch)
+    assert _ground_in_two_splits(tiles, both, patch) == within_evaluation

@@ -1,8 +1,9 @@
 """Downstream tasks on the sample world, labelled from its hidden truth.
 
-The truth folder holds, per tile, a land-cover raster (``landcover/<tile_id>.tif``, class
-codes of ``legend.csv``) and continuous fields (``fields/<tile_id>.tif``: affluence,
-urbanity) on the tile's own grid, and ``street_views.csv`` with each view's truth.
+The truth folder holds, per tile, a land-cover raster (``landcover/<tile_id>``; a tile's id is
+its file's path under the tiles folder; class codes of ``legend.csv``) and continuous fields
+(``fields/<tile_id>``: affluence, urbanity) on the tile's own grid, and
+``street_views.csv`` with each view's truth.
 
 Every item is assigned the split of its spatial block as the pairing step assigned it
 (blocks without a street view by a keyed hash of the block alone), so train, val and test
@@ -21,7 +22,13 @@ import rasterio
 from rasterio.windows import Window
 
 from gair.geo.crs import transform_grouped
-from gair.geo.pairing import TileGrid, hashed_splits, spatial_blocks
+from gair.geo.pairing import (
+    TileGrid,
+    hashed_splits,
+    overlapping_pairs,
+    patch_footprints,
+    world_blocks,
+)
 
 LANDCOVER = "landcover"
 FIELDS = "fields"
@@ -59,31 +66,17 @@ class SpatialSplit:
             mapping |= {int(b): names[c] for b, c in zip(unseen, codes, strict=True)}
         return np.array([mapping[int(b)] for b in blocks], dtype=object)
 
-    def bit(self, name: str) -> int:
-        """The bit of split ``name`` in :meth:`seen_in`'s masks."""
-        return 1 << list(self.fractions).index(name)
-
-    def seen_in(self, tile_id: str, height: int, width: int) -> np.ndarray:
-        """[height, width] masks of the splits (:meth:`bit`) whose pairing patches cover
-        each pixel of a tile."""
-        covered = np.zeros((height, width), np.uint8)
-        size = self.patch_size
-        mine = self.footprints[self.footprints["tile_id"] == tile_id]
-        for r, c, name in mine[["row_off", "col_off", "split"]].itertuples(index=False):
-            covered[r : r + size, c : c + size] |= np.uint8(self.bit(name))
-        return covered
-
     def of_points(self, grid: TileGrid, tile: np.ndarray, col: np.ndarray,
                   row: np.ndarray) -> np.ndarray:
         """Split of points given by tile index and fractional pixel position."""
-        x, y = _pixel_to_native(grid, tile, col, row)
-        return self.of_blocks(spatial_blocks(grid.crs_index[tile], x, y, self.block_km * 1000))
+        lat, lon = _pixel_to_latlon(grid, tile, col, row)
+        return self.of_blocks(world_blocks(lat, lon, self.block_km))
 
 
 def read_truth(truth_dir: Path, kind: str, tile_id: str, row_off: int = 0, col_off: int = 0,
                size: int | None = None, band: int = 1) -> np.ndarray:
     """A window (or the whole) of one band of a tile's truth raster."""
-    path = Path(truth_dir) / kind / f"{tile_id}.tif"
+    path = Path(truth_dir) / kind / tile_id
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no {kind} truth for tile {tile_id}")
     with rasterio.open(path) as src:
@@ -91,16 +84,11 @@ def read_truth(truth_dir: Path, kind: str, tile_id: str, row_off: int = 0, col_o
         return src.read(band, window=window)
 
 
-def _pixel_to_native(grid: TileGrid, tile: np.ndarray, col: np.ndarray,
-                     row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(x, y) in each tile's own CRS of fractional pixel positions (col, row)."""
-    t = grid.transforms[tile]
-    return t[:, 2] + t[:, 0] * col + t[:, 1] * row, t[:, 5] + t[:, 3] * col + t[:, 4] * row
-
-
 def _pixel_to_latlon(grid: TileGrid, tile: np.ndarray, col: np.ndarray,
                      row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    x, y = _pixel_to_native(grid, tile, col, row)
+    """(lat, lon) of fractional pixel positions (col, row) of tiles."""
+    t = grid.transforms[tile]
+    x, y = t[:, 2] + t[:, 0] * col + t[:, 1] * row, t[:, 5] + t[:, 3] * col + t[:, 4] * row
     lon, lat = transform_grouped(x, y, grid.crs_index[tile], grid.crs_codes, inverse=True)
     return lat, lon
 
@@ -149,9 +137,10 @@ def sample_patches(tiles: pd.DataFrame, truth_dir: Path, split: SpatialSplit, pa
     cover, each in the split of its spatial block.
 
     A patch whose footprint reaches into a block of another split is left out (its pixels
-    would be seen in two splits), and so is one that shares pixels with a pairing patch of
-    another split (a pairing patch takes the split of its centre, so a train patch can
-    reach into a test block, and pretraining saw its pixels); the counts say how many.
+    would be seen in two splits), and so is one that overlaps a pairing patch of another
+    split, of any tile, by the pairing step's rule (a pairing patch takes the split of its
+    centre, so a train patch can reach into a test block, and pretraining saw its
+    pixels); the counts say how many.
     Columns: ``tile_id``, ``row_off``, ``col_off``, ``split``, ``landcover``,
     ``dominant_fraction``; geometry: the footprint's centre in EPSG:4326.
     """
@@ -173,12 +162,18 @@ def sample_patches(tiles: pd.DataFrame, truth_dir: Path, split: SpatialSplit, pa
     straddles = np.zeros(len(tile), dtype=bool)
     for c, r in corners:
         straddles |= split.of_points(grid, tile, c, r) != centre
+    # The pairing step's rule: no ground in two splits, whichever tiles the patches are of.
     overlaps = np.zeros(len(tile), dtype=bool)
-    for t in np.unique(tile):
-        seen = split.seen_in(grid.tile_ids[t], int(grid.heights[t]), int(grid.widths[t]))
-        for i in np.flatnonzero((tile == t) & ~straddles):
-            window = seen[row_off[i] : row_off[i] + patch_size, col_off[i] : col_off[i] + patch_size]
-            overlaps[i] = bool(int(np.bitwise_or.reduce(window, axis=None)) & ~split.bit(centre[i]))
+    paired = split.footprints
+    index_of = {tile_id: k for k, tile_id in enumerate(grid.tile_ids)}
+    paired_outlines = patch_footprints(grid, paired["tile_id"].map(index_of).to_numpy(),
+                                       paired["row_off"].to_numpy(), paired["col_off"].to_numpy(),
+                                       patch_size)
+    candidates = np.flatnonzero(~straddles)
+    i, j = overlapping_pairs(patch_footprints(grid, tile[candidates], row_off[candidates],
+                                              col_off[candidates], patch_size), paired_outlines)
+    other = centre[candidates[i]] != paired["split"].to_numpy()[j]
+    overlaps[candidates[i[other]]] = True
     keep = ~straddles & ~overlaps
     table = pd.DataFrame({"tile_id": grid.tile_ids[tile[keep]], "row_off": row_off[keep],
                           "col_off": col_off[keep], "split": centre[keep]})

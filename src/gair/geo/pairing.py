@@ -12,6 +12,10 @@ Conventions (tested with an oracle in ``tests/geo/test_pairing.py``):
 - The query coordinate ``(qx, qy)`` is in [-1, 1]: ``qx`` west->east by column, ``qy``
   north->south by row, with pixel centres where ``grid_sample(align_corners=False)``
   reads them: pixel ``i`` of ``P`` has its centre at ``(2 i + 1) / P - 1``.
+- Splits are by blocks of one grid for the whole world (:func:`world_blocks`); a patch
+  is in the block of its centre. No ground is in two splits: where patches of two splits
+  overlap (tiles overlap at every UTM zone line), the one in the less protected split
+  (:func:`protection_order`) is not used, and its views are rejected with the reason.
 """
 
 from __future__ import annotations
@@ -100,17 +104,69 @@ def patch_of(col: np.ndarray, row: np.ndarray, patch_size: int, width: np.ndarra
     return patch_row, patch_col, row_off, col_off, qx, qy
 
 
-def spatial_blocks(crs_index: np.ndarray, x: np.ndarray, y: np.ndarray,
-                   block_m: float) -> np.ndarray:
-    """Block key (int64) of square ``block_m`` blocks on the grid of each tile's own CRS.
+KM_PER_DEGREE = 6371.0088 * np.pi / 180.0
+"""Kilometres per degree of latitude on the mean Earth sphere (blocks need no better)."""
 
-    Keyed by (CRS, block column, block row): tiles that share a CRS share its block grid,
-    so their overlapping patches fall in the same blocks.
+
+def world_blocks(lat: np.ndarray, lon: np.ndarray, block_km: float) -> np.ndarray:
+    """Block key (int64) of the block holding each (lat, lon) on one grid for the world.
+
+    Rows are bands ``block_km`` of latitude high; each row is cut into as many equal
+    columns of longitude as fit ``block_km`` wide at its middle latitude. Blocks are about
+    ``block_km`` square everywhere, and a place is in the same block whichever tile, and
+    whichever UTM zone, it is read from.
     """
-    span = 1 << 26  # block indices up to +-33M blocks: 3,300 km at 100 m blocks
-    bx = np.floor(x / block_m).astype(np.int64) + span // 2
-    by = np.floor(y / block_m).astype(np.int64) + span // 2
-    return (crs_index.astype(np.int64) << 52) | (bx << 26) | by
+    lat, lon = np.asarray(lat, np.float64), np.asarray(lon, np.float64)
+    rows_total = int(np.ceil(180.0 * KM_PER_DEGREE / block_km))
+    row = np.clip(np.floor((lat + 90.0) / 180.0 * rows_total), 0, rows_total - 1).astype(np.int64)
+    middle = np.radians((row + 0.5) / rows_total * 180.0 - 90.0)
+    columns = np.maximum(1, np.floor(360.0 * KM_PER_DEGREE * np.cos(middle) / block_km))
+    col = np.floor((lon + 180.0) / 360.0 * columns).astype(np.int64) % columns.astype(np.int64)
+    return (row << 32) | col
+
+
+MIN_OVERLAP = 1e-3
+"""Patches overlap when they share more than this share of the smaller one's area (patches
+that only touch, or meet within float noise, do not)."""
+
+
+def patch_footprints(grid: TileGrid, tile: np.ndarray, row_off: np.ndarray,
+                     col_off: np.ndarray, size: int) -> np.ndarray:
+    """Outlines in EPSG:4326 of ``size``-px square patches of tiles (their four corners)."""
+    tile = np.asarray(tile, np.int64)
+    t = grid.transforms[tile]
+    corners = [(0, 0), (size, 0), (size, size), (0, size)]
+    cols = np.stack([np.asarray(col_off, np.float64) + dc for dc, _ in corners], axis=1)
+    rows = np.stack([np.asarray(row_off, np.float64) + dr for _, dr in corners], axis=1)
+    x = t[:, 2, None] + t[:, 0, None] * cols + t[:, 1, None] * rows
+    y = t[:, 5, None] + t[:, 3, None] * cols + t[:, 4, None] * rows
+    lon, lat = transform_grouped(x.ravel(), y.ravel(), np.repeat(grid.crs_index[tile], 4),
+                                 grid.crs_codes, inverse=True)
+    return shapely.polygons(np.stack([lon, lat], axis=1).reshape(len(tile), 4, 2))
+
+
+def overlapping_pairs(footprints: np.ndarray, others: np.ndarray,
+                      min_overlap: float = MIN_OVERLAP) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i, j) where ``footprints[i]`` and ``others[j]`` share more than
+    ``min_overlap`` of the smaller one's area."""
+    i, j = shapely.STRtree(others).query(footprints, predicate="intersects")
+    if not len(i):
+        return i, j
+    shared = shapely.area(shapely.intersection(footprints[i], others[j]))
+    smaller = np.minimum(shapely.area(footprints[i]), shapely.area(others[j]))
+    keep = shared > min_overlap * smaller
+    return i[keep], j[keep]
+
+
+def protection_order(fractions: dict[str, float]) -> np.ndarray:
+    """Rank per split code, 0 the most protected: the smallest split first, and of equal
+    ones the later (test before val). Where patches of two splits overlap, the less
+    protected one yields, so the evaluation splits keep their ground."""
+    names = list(fractions)
+    order = sorted(range(len(names)), key=lambda k: (fractions[names[k]], -k))
+    rank = np.empty(len(names), np.int64)
+    rank[order] = np.arange(len(names))
+    return rank
 
 
 def _mix64(keys: np.ndarray, seed: int) -> np.ndarray:
@@ -156,8 +212,9 @@ def hashed_splits(blocks: np.ndarray, fractions: dict[str, float], seed: int) ->
 @dataclass(frozen=True)
 class Pairing:
     """Per point (input order): tile index (-1 outside every tile) and, where found, the
-    pixel position, the patch (grid index and offset), the query coordinate, the block
-    and the split code."""
+    pixel position, the patch (grid index and offset), the query coordinate, the block,
+    the split code, and ``overlap``: a point whose patch, in a more protected split, shares
+    ground with this point's patch (-1 if none; such a point cannot be used)."""
 
     tile: np.ndarray
     row: np.ndarray
@@ -170,8 +227,29 @@ class Pairing:
     qy: np.ndarray
     block: np.ndarray
     split: np.ndarray
+    overlap: np.ndarray
     split_names: tuple[str, ...]
     grid: TileGrid
+
+
+def _overlaps_of_patches(grid: TileGrid, tile: np.ndarray, row_off: np.ndarray,
+                         col_off: np.ndarray, split: np.ndarray, size: int,
+                         fractions: dict[str, float]) -> np.ndarray:
+    """Per item, an item whose patch is in a more protected split and overlaps its patch
+    (-1 if none). Patches of one tile only touch, but tiles overlap (by kilometres at
+    every UTM zone line), and a patch takes the block of its centre, so overlapping
+    patches of two tiles can fall in two splits."""
+    keys = np.stack([tile, row_off, col_off], axis=1)
+    unique, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    footprints = patch_footprints(grid, unique[:, 0], unique[:, 1], unique[:, 2], size)
+    i, j = overlapping_pairs(footprints, footprints)
+    patch_split = split[first]
+    rank = protection_order(fractions)
+    yields = rank[patch_split[i]] > rank[patch_split[j]]
+    overlap_of_patch = np.full(len(unique), -1, np.int64)
+    overlap_of_patch[i[yields]] = first[j[yields]]
+    return overlap_of_patch[inverse]
 
 
 def pair_points_arrays(lat: np.ndarray, lon: np.ndarray, tiles: pd.DataFrame, patch_size: int,
@@ -184,12 +262,16 @@ def pair_points_arrays(lat: np.ndarray, lon: np.ndarray, tiles: pd.DataFrame, pa
     patch_row, patch_col, row_off, col_off, qx, qy = patch_of(
         col[found], row[found], patch_size, grid.widths[t_found], grid.heights[t_found]
     )
-    # The block of a patch is the block of its centre, so a patch never spans two splits.
+    # The block of a patch is the world block of its centre, so a patch is in one split.
     t = grid.transforms[t_found]
     cx = t[:, 2] + t[:, 0] * (col_off + patch_size / 2)
     cy = t[:, 5] + t[:, 4] * (row_off + patch_size / 2)
-    blocks = spatial_blocks(grid.crs_index[t_found], cx, cy, block_km * 1000.0)
+    centre_lon, centre_lat = transform_grouped(cx, cy, grid.crs_index[t_found], grid.crs_codes,
+                                               inverse=True)
+    blocks = world_blocks(centre_lat, centre_lon, block_km)
     splits = assign_splits(blocks, fractions, seed) if len(found) else np.empty(0, np.int8)
+    overlap = (_overlaps_of_patches(grid, t_found, row_off, col_off, splits, patch_size,
+                                    fractions) if len(found) else np.empty(0, np.int64))
 
     def full(values: np.ndarray, fill, dtype) -> np.ndarray:
         out = np.full(len(tile), fill, dtype=dtype)
@@ -202,6 +284,7 @@ def pair_points_arrays(lat: np.ndarray, lon: np.ndarray, tiles: pd.DataFrame, pa
         row_off=full(row_off, -1, np.int64), col_off=full(col_off, -1, np.int64),
         qx=full(qx, np.nan, float), qy=full(qy, np.nan, float),
         block=full(blocks, -1, np.int64), split=full(splits, -1, np.int8),
+        overlap=full(np.where(overlap >= 0, found[np.maximum(overlap, 0)], -1), -1, np.int64),
         split_names=tuple(fractions), grid=grid,
     )
 
@@ -213,7 +296,8 @@ def pair_points(lat: np.ndarray, lon: np.ndarray, tiles: pd.DataFrame, patch_siz
     Columns: ``tile_id`` (None outside every tile), ``row``, ``col`` (fractional pixel
     position in the tile), ``patch_row``, ``patch_col`` (grid index), ``row_off``,
     ``col_off`` (the patch's first pixel in the tile), ``patch_id``, ``qx``, ``qy``,
-    ``block`` and ``split`` (None outside).
+    ``block``, ``split`` (None outside) and ``overlaps``: the patch of a more protected
+    split that shares ground with this one (None if none; the view cannot be used).
     """
     p = pair_points_arrays(lat, lon, tiles, patch_size, block_km, fractions, seed)
     found = p.tile >= 0
@@ -232,4 +316,9 @@ def pair_points(lat: np.ndarray, lon: np.ndarray, tiles: pd.DataFrame, patch_siz
     table.loc[~found, "block"] = pd.NA
     names = np.array((*p.split_names, None), dtype=object)
     table["split"] = names[np.where(found, p.split, len(p.split_names))]
+    overlapping = p.overlap >= 0
+    table["overlaps"] = None
+    table.loc[overlapping, "overlaps"] = (
+        table["patch_id"].to_numpy()[p.overlap[overlapping]] + " ("
+        + table["split"].to_numpy()[p.overlap[overlapping]] + ")")
     return table

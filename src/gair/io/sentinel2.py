@@ -204,25 +204,46 @@ def _check_grid(transform: Affine, crs: CRS | None, pixel_size_m: float) -> None
         )
 
 
+MAX_TILE_PIXELS = 400_000_000
+"""Default limit on the pixels a tile may declare: a 100 x 100 km Sentinel-2 tile at 10 m is
+10980 x 10980 (121 MP). A sparse GeoTIFF of a few MB can declare 200000 x 200000."""
+
+
+def check_stack(src: rasterio.DatasetReader, band_count: int, pixel_size_m: float,
+                max_pixels: int = MAX_TILE_PIXELS) -> None:
+    """Refuse (:class:`TileRejected`) a stacked GeoTIFF that cannot be read as L2A digital
+    numbers of ``band_count`` bands on a north-up ``pixel_size_m`` grid: the one check for
+    ingest and for embedding patches."""
+    if src.width * src.height > max_pixels:
+        raise TileRejected(
+            "tile too large",
+            f"declares {src.width} x {src.height} px, more than the limit of {max_pixels:,}",
+        )
+    if src.count != band_count:
+        raise TileRejected("wrong band count", f"{src.count} bands, expected {band_count}")
+    if src.dtypes[0] != "uint16":
+        raise TileRejected("not uint16 digital numbers", f"dtype {src.dtypes[0]}")
+    _check_grid(src.transform, src.crs, pixel_size_m)
+
+
 def _stack_record(path: Path, root: Path, band_order: Sequence[str], baseline: str,
-                  default_baseline: str, pixel_size_m: float) -> dict[str, Any]:
+                  default_baseline: str, pixel_size_m: float,
+                  max_pixels: int = MAX_TILE_PIXELS) -> dict[str, Any]:
     try:
         src = rasterio.open(path)
     except RasterioError as error:
         raise TileRejected("unreadable file", str(error)) from error
     with src:
-        if src.count != len(band_order):
-            raise TileRejected(
-                "wrong band count",
-                f"{src.count} bands, expected {len(band_order)} ({' '.join(band_order)})",
-            )
-        if src.dtypes[0] != "uint16":
-            raise TileRejected("not uint16 digital numbers", f"dtype {src.dtypes[0]}")
-        _check_grid(src.transform, src.crs, pixel_size_m)
+        try:
+            check_stack(src, len(band_order), pixel_size_m, max_pixels)
+        except TileRejected as rejected:
+            if rejected.reason == "wrong band count":
+                rejected.detail += f" ({' '.join(band_order)})"
+            raise
         rel = path.relative_to(root).as_posix()
         pb, source = _processing_baseline(src.tags(), [path.name], baseline, default_baseline)
         return {
-            "tile_id": rel.rsplit(".", 1)[0], "path": rel, "format": "GTiff",
+            "tile_id": rel, "path": rel, "format": "GTiff",
             "crs": src.crs.to_string(), "transform": list(src.transform)[:6],
             "width": src.width, "height": src.height,
             "band_map": {b: [rel, band_order.index(b) + 1, pixel_size_m] for b in GAIR_BANDS},
@@ -260,7 +281,7 @@ def _safe_record(granule: Path, root: Path, baseline: str, default_baseline: str
             tags["PROCESSING_BASELINE"] = match.group(1)
     pb, source = _processing_baseline(tags, [safe.name], baseline, default_baseline)
     return {
-        "tile_id": safe.name.removesuffix(".SAFE") + "/" + granule.name,
+        "tile_id": granule.relative_to(root).as_posix(),
         "path": granule.relative_to(root).as_posix(), "format": "SAFE",
         "crs": crs.to_string(), "transform": list(transform)[:6],
         "width": width, "height": height,
