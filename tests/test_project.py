@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -138,3 +139,22 @@ def test_every_environment_parameters_validate(project, env):
     PairParams(**parameters["pair"])
     pretrain = PretrainParams(**parameters["pretrain"])
     assert pretrain.needs_launcher() == (env == "gpu")
+
+
+def test_an_environment_moving_data_dir_restates_the_derived_paths(project, tmp_path):
+    """As conf/base/globals.yml says: each environment's globals resolve on their own, so
+    the derived paths stay under data/ unless the environment restates them."""
+    conf = tmp_path / "conf"
+    shutil.copytree(project / "conf", conf)
+    (conf / "moved").mkdir()
+    (conf / "moved" / "globals.yml").write_text("data_dir: /srv/gair\n")
+    catalog = OmegaConfigLoader(str(conf), base_env="base", default_run_env="moved")["catalog"]
+    assert catalog["street_views"]["filepath"].startswith("/srv/gair/")
+    assert catalog["sentinel2_raw"]["path"] == "data/01_raw/sample/sentinel2"
+    (conf / "moved" / "globals.yml").write_text(
+        "data_dir: /srv/gair\nsample_world_dir: /srv/gair/01_raw/sample\n"
+        "streetscapes_dir: /srv/gair/01_raw/sample/streetscapes\n"
+        "sentinel2_dir: /srv/gair/01_raw/sample/sentinel2\n")
+    catalog = OmegaConfigLoader(str(conf), base_env="base", default_run_env="moved")["catalog"]
+    assert catalog["sentinel2_raw"]["path"] == "/srv/gair/01_raw/sample/sentinel2"
+    assert catalog["sample_world_truth"]["path"] == "/srv/gair/01_raw/sample/truth"

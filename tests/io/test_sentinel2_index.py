@@ -135,9 +135,47 @@ def test_every_bad_tile_is_rejected_with_its_reason(tmp_path):
         "empty.tif": "all nodata", "coarse.tif": "wrong pixel size", "text.tif": "unreadable file",
     }
     index = read_tile_index(tmp_path)
-    assert index.tiles["tile_id"].tolist() == ["good"]
+    assert index.tiles["tile_id"].tolist() == ["good.tif"]
     detail = index.rejects.set_index("item").loc["rgb.tif", "detail"]
     assert "3 bands, expected 12" in detail
+
+
+def test_a_header_declaring_a_huge_tile_is_rejected_before_reading(tmp_path):
+    """A sparse GeoTIFF of a few KB declaring 200000 x 200000 px: rejected by its declared
+    size (configurable), not read into gigabytes of memory."""
+    with rasterio.open(tmp_path / "huge.tif", "w", driver="GTiff", width=200_000,
+                       height=200_000, count=12, dtype="uint16", crs=UTM_32N,
+                       transform=Affine(10, 0, 500000, 0, -10, 5400000), tiled=True,
+                       sparse_ok=True, nodata=0) as dst:
+        dst.write(np.full((12, 16, 16), 2000, np.uint16), window=Window(0, 0, 16, 16))
+    assert (tmp_path / "huge.tif").stat().st_size < 10 << 20
+    _stack(tmp_path / "small.tif")
+    index = read_tile_index(tmp_path)
+    assert index.tiles["tile_id"].tolist() == ["small.tif"]
+    reject = index.rejects.set_index("item").loc["huge.tif"]
+    assert reject["reason"] == "tile too large"
+    assert "200000 x 200000" in reject["detail"]
+    assert _rejected(tmp_path, max_tile_pixels=64 * 64 - 1) == {
+        "huge.tif": "tile too large", "small.tif": "tile too large"}
+
+
+def test_linked_folders_are_read_once_and_bad_links_rejected(tmp_path):
+    """Tiles in a linked sub-folder are read; a link loop ends; a second path to the same
+    file and a link to nothing are rejected with their reasons."""
+    real = tmp_path / "elsewhere"
+    real.mkdir()
+    _stack(real / "a.tif")
+    root = tmp_path / "tiles"
+    root.mkdir()
+    _stack(root / "b.tif")
+    (root / "linked").symlink_to(real, target_is_directory=True)
+    (real / "loop").symlink_to(root, target_is_directory=True)
+    (root / "again.tif").symlink_to(root / "b.tif")
+    (root / "gone.tif").symlink_to(tmp_path / "missing.tif")
+    index = read_tile_index(root)
+    assert sorted(index.tiles["tile_id"]) == ["b.tif", "linked/a.tif"]
+    assert _rejected(root) == {"again.tif": "same file as another tile",
+                               "gone.tif": "broken link"}
 
 
 def test_no_tiles_is_one_clear_message(tmp_path):
@@ -185,7 +223,8 @@ def test_safe_granule_bands_are_brought_onto_one_10m_grid(tmp_path):
     assert (b05 == expected).all()
     assert (window[GAIR_BANDS.index("B02")] == 2000).all()
     (granule / "R20m" / f"{stem}_B11_20m.jp2").unlink()
-    assert _rejected(tmp_path) == {"L2A_T34HBH_A033753_20230823T095553": "SAFE granule missing bands"}
+    assert _rejected(tmp_path) == {
+        f"{product}/GRANULE/L2A_T34HBH_A033753_20230823T095553": "SAFE granule missing bands"}
 
 
 @pytest.mark.realdata
@@ -198,7 +237,7 @@ def test_real_chips_index_with_the_right_footprints(realdata):
     assert any(c.startswith("EPSG:327") for c in tiles["crs"])
     centres = pd.read_csv(chips / "index.csv")
     for centre in centres.itertuples():
-        footprint = tiles.loc[centre.fn.removesuffix(".tif"), "geometry"]
+        footprint = tiles.loc[centre.fn, "geometry"]
         assert footprint.contains(shapely.Point(centre.lon, centre.lat)), centre.fn
-        others = tiles.drop(index=centre.fn.removesuffix(".tif"))
+        others = tiles.drop(index=centre.fn)
         assert not others.contains(shapely.Point(centre.lon, centre.lat)).any()

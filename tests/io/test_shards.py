@@ -89,3 +89,29 @@ def test_ranks_and_workers_read_disjoint_shards(extracted, world_size, num_worke
                 for rank, worker in itertools.product(range(world_size), range(num_workers))]
     flat = [p for part in assigned for p in part]
     assert sorted(flat) == paths and len(flat) == len(set(flat))
+
+
+def test_street_views_are_stored_upright_and_bounded(tmp_path):
+    """A portrait photo stored landscape with EXIF Orientation 6 is stored portrait; a
+    header declaring 30000 x 30000 px is refused before decoding."""
+    import io
+
+    from PIL import Image
+
+    from gair.io.images import ImageRejected
+    from gair.io.shards import _street_view_jpeg
+
+    landscape = Image.new("RGB", (320, 240), (200, 30, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to view
+    landscape.save(tmp_path / "portrait.jpeg", exif=exif)
+    stored = Image.open(io.BytesIO(_street_view_jpeg(tmp_path / "portrait.jpeg", 120, 90,
+                                                     10**8)))
+    assert stored.size == (120, 160)
+
+    data = bytearray((tmp_path / "portrait.jpeg").read_bytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = (30000).to_bytes(2, "big") * 2
+    (tmp_path / "bomb.jpeg").write_bytes(bytes(data))
+    with pytest.raises(ImageRejected, match="image too large"):
+        _street_view_jpeg(tmp_path / "bomb.jpeg", 120, 90, 10**8)

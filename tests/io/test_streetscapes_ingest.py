@@ -161,3 +161,71 @@ def test_real_metadata_table_ingests_with_its_quirks(realdata):
     assert without_images.report()["accepted"] == 2319
     assert "1666317524185318" in set(without_images.points["orig_id"])
     assert without_images.points["datetime_utc"].notna().all()
+
+
+def test_rows_with_a_wrong_field_count_are_rejected_by_row(release):
+    """pandas fails on a long row, pads a short one, and reads a table whose every row is
+    one field longer as if its first column were the index: each row is checked instead."""
+    lines = (release / TABLE).read_text().splitlines()
+    n = len(lines) - 1
+    lines[3] += ",extra"                      # data row 3: one field too many
+    lines[5] = lines[5].rsplit(",", 2)[0]     # data row 5: two fields short
+    (release / TABLE).write_text("\n".join(lines) + "\n")
+    result = read_street_views(release)
+    rejects = result.rejects.set_index("row")
+    assert result.report()["read"] == n and len(result.points) == n - 2
+    assert rejects.loc[3, "reason"] == rejects.loc[5, "reason"] == "wrong field count"
+    assert rejects.loc[3, "item"] == lines[3].split(",")[0]
+    assert "20 fields, the header has 19" in rejects.loc[3, "detail"]
+
+    every = [lines[0]] + [line + ",extra" for line in lines[1:]]
+    (release / TABLE).write_text("\n".join(every) + "\n")
+    result = read_street_views(release)
+    assert result.report()["rejected_by_reason"] == {"wrong field count": n}
+    assert result.rejects["item"].tolist() == [line.split(",")[0] for line in lines[1:]]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-8-sig"])
+def test_tables_with_a_byte_order_mark_are_read(release, encoding):
+    text = (release / TABLE).read_text()
+    (release / TABLE).write_bytes(text.encode(encoding))
+    assert read_street_views(release).report()["rejected"] == 0
+
+
+def test_text_in_another_encoding_is_one_clear_error(release):
+    table = _table(release)
+    table.loc[4, "source"] = "Mapillary Zürich"
+    (release / TABLE).write_bytes(table.to_csv(index=False).encode("latin-1"))
+    with pytest.raises(InputConfigurationError, match=rf"{TABLE}: line 6: not utf-8 text"):
+        read_street_views(release)
+    points = read_street_views(release, encoding="latin-1").points
+    assert "Mapillary Zürich" in set(points["source"])
+    (release / TABLE).write_bytes(table.to_csv(index=False).encode("utf-16-le"))
+    with pytest.raises(InputConfigurationError, match="NUL bytes"):
+        read_street_views(release)
+
+
+def test_a_label_table_with_a_malformed_row_names_file_and_row(release):
+    lines = (release / "perception.csv").read_text().splitlines()
+    lines[2] += ",7.5"
+    (release / "perception.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputConfigurationError, match=r"perception.csv: data row 2: wrong field"):
+        read_street_views(release)
+
+
+def test_an_image_declaring_a_huge_size_is_rejected_not_decoded(release):
+    """A JPEG whose header declares 30000 x 30000 px (Pillow raises DecompressionBombError
+    on opening it) is a reject with its reason; the limit is configurable."""
+    table = _table(release)
+    uuid = table.loc[0, "uuid"]
+    path = _image(release, uuid)
+    data = bytearray(path.read_bytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = (30000).to_bytes(2, "big") * 2  # height, width
+    path.write_bytes(bytes(data))
+    result = read_street_views(release)
+    reject = result.rejects.set_index("item").loc[uuid]
+    assert reject["reason"] == "corrupt image" and "image too large" in reject["detail"]
+    assert result.report()["accepted"] == len(table) - 1
+    small = read_street_views(release, max_image_pixels=100)
+    assert small.report()["rejected"] == len(table)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kedro.io.core import AbstractDataset, DatasetError
+
+from gair.io.directories import replacing_file
 
 
 class CheckpointDataset(AbstractDataset[Path, Path]):
@@ -30,10 +31,8 @@ class CheckpointDataset(AbstractDataset[Path, Path]):
         source = Path(data)
         if not source.is_file():
             raise DatasetError(f"cannot publish checkpoint: {source} is not a file")
-        self._filepath.parent.mkdir(parents=True, exist_ok=True)
-        staging = self._filepath.with_name(f".{self._filepath.name}.partial")
-        shutil.copyfile(source, staging)
-        os.replace(staging, self._filepath)
+        with replacing_file(self._filepath) as staging:
+            shutil.copyfile(source, staging)
 
     def _exists(self) -> bool:
         return self._filepath.is_file()

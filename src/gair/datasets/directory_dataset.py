@@ -17,7 +17,8 @@ class DirectoryDataset(AbstractDataset[DirectoryWriter, Path]):
     folders of many files that readers walk themselves; this dataset puts such a folder on
     the Kedro graph so ``kedro viz`` and the run order see who writes and who reads it.
     ``save`` takes a :class:`~gair.io.directories.DirectoryWriter` and replaces the folder
-    atomically, and refuses to replace a folder that was not generated (real data).
+    atomically, and refuses to replace a folder that was not generated (real data) or
+    that holds files added or edited since it was generated.
 
     Example catalog entry::
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -160,21 +161,56 @@ class TileIndex(ReadResult):
         return self.accepted
 
 
-def discover_tile_sources(sentinel2_dir: Path) -> list[Path]:
-    """Stacked GeoTIFF/COG files and SAFE granules (``*.SAFE/GRANULE/*``) under a folder."""
+def discover_tile_sources(sentinel2_dir: Path) -> tuple[list[Path], list[dict[str, str]]]:
+    """Stacked GeoTIFF/COG files and SAFE granules (``*.SAFE/GRANULE/*``) under a folder,
+    and the entries that cannot be sources, with their reasons.
+
+    Symbolic links to folders are followed (each real folder once, so a link loop ends);
+    a link to nothing, and a second path to a file already found, are rejected.
+    """
     root = Path(sentinel2_dir)
     if not root.is_dir():
         raise InputConfigurationError(f"{root}: Sentinel-2 folder not found")
-    granules = sorted(g for safe in root.rglob("*.SAFE") if safe.is_dir()
-                      for g in sorted((safe / "GRANULE").glob("*")) if g.is_dir())
-    stacks = sorted(p for p in root.rglob("*") if p.suffix.lower() in STACK_SUFFIXES
-                    and p.is_file() and ".SAFE" not in p.relative_to(root).as_posix())
-    sources = stacks + granules
-    if not sources:
+    stacks, granules, skipped = [], [], []
+    seen_folders: set[str] = set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen_folders:
+            subfolders.clear()
+            logger.warning("%s: a link to %s, which is read once", folder, real)
+            continue
+        seen_folders.add(real)
+        subfolders.sort()
+        here = Path(folder)
+        if here.name.endswith(".SAFE"):
+            granules += sorted(g for g in (here / "GRANULE").glob("*") if g.is_dir())
+            subfolders.clear()  # a granule's JP2 files are read as one source
+            continue
+        for name in sorted(files):
+            path = here / name
+            if path.suffix.lower() not in STACK_SUFFIXES:
+                continue
+            if not path.exists():
+                skipped.append({"item": path, "reason": "broken link",
+                                "detail": f"points to {os.readlink(path)}, which does not exist"})
+                continue
+            stacks.append(path)
+    # Of several paths to one file, the file's own path (not a link) is the tile.
+    by_file: dict[str, list[Path]] = {}
+    for path in stacks:
+        by_file.setdefault(os.path.realpath(path), []).append(path)
+    stacks = []
+    for real_path, paths in by_file.items():
+        kept = min(paths, key=lambda p: (str(p) != real_path, str(p)))
+        stacks.append(kept)
+        skipped += [{"item": p, "reason": "same file as another tile",
+                     "detail": f"{kept.relative_to(root).as_posix()} (read once)"}
+                    for p in paths if p != kept]
+    if not stacks and not granules:
         raise InputConfigurationError(
             f"{root}: no Sentinel-2 tiles found (looked for *.tif, *.tiff and *.SAFE/GRANULE/*)"
         )
-    return sources
+    return sorted(stacks) + sorted(granules), skipped
 
 
 def _processing_baseline(
@@ -252,7 +288,7 @@ def _stack_record(path: Path, root: Path, band_order: Sequence[str], baseline: s
 
 
 def _safe_record(granule: Path, root: Path, baseline: str, default_baseline: str,
-                 pixel_size_m: float) -> dict[str, Any]:
+                 pixel_size_m: float, max_pixels: int = MAX_TILE_PIXELS) -> dict[str, Any]:
     """A SAFE granule: per-band JP2 files, each band at its finest native resolution."""
     files: dict[str, tuple[Path, int]] = {}
     for jp2 in sorted((granule / "IMG_DATA").rglob("*.jp2")):
@@ -270,7 +306,7 @@ def _safe_record(granule: Path, root: Path, baseline: str, default_baseline: str
     except RasterioError as error:
         raise TileRejected("unreadable file", f"{reference.name}: {error}") from error
     with src:
-        _check_grid(src.transform, src.crs, pixel_size_m)
+        check_stack(src, 1, pixel_size_m, max_pixels)
         crs, transform, width, height = src.crs, src.transform, src.width, src.height
     safe = granule.parent.parent
     tags = {}
@@ -352,6 +388,10 @@ def read_patch(root: Path, record: dict[str, Any], row_off: int, col_off: int,
     return to_reflectance(dn, int(record["boa_add_offset"]))
 
 
+STRIP_BYTES = 64 << 20
+"""Digital numbers read at once while verifying a tile (10 bands x 10980 px: 305 rows)."""
+
+
 def _valid_fraction(root: Path, record: dict[str, Any], verify: str) -> float:
     """Share of pixels with data in every band; reading every strip also proves the file
     reads (``verify='full'``), or only its first band (``'mask'``)."""
@@ -363,7 +403,7 @@ def _valid_fraction(root: Path, record: dict[str, Any], verify: str) -> float:
         sample = read_window_decimated(root, record, window, scale)
         return float((sample != 0).mean())
     valid = 0
-    strip = 1024
+    strip = max(1, STRIP_BYTES // (width * len(bands) * 2))  # memory bounded by any width
     for row in range(0, height, strip):
         rows = min(strip, height - row)
         dn = read_window(root, record, Window(0, row, width, rows), bands)
@@ -402,11 +442,11 @@ def _index_one(task: tuple[Path, Path, dict[str, Any]]) -> dict[str, Any]:
             record = _stack_record(source, root, options["band_order"],
                                    options["processing_baseline"],
                                    options["default_processing_baseline"],
-                                   options["pixel_size_m"])
+                                   options["pixel_size_m"], options["max_pixels"])
         else:
             record = _safe_record(source, root, options["processing_baseline"],
                                   options["default_processing_baseline"],
-                                  options["pixel_size_m"])
+                                  options["pixel_size_m"], options["max_pixels"])
         record["boa_add_offset"] = boa_add_offset(record["processing_baseline"])
         try:
             record["valid_fraction"] = _valid_fraction(root, record, options["verify"])
@@ -431,6 +471,7 @@ def read_tile_index(
     pixel_size_m: float = 10.0,
     verify: str = "full",
     workers: int = 1,
+    max_tile_pixels: int = MAX_TILE_PIXELS,
 ) -> TileIndex:
     """Index the Sentinel-2 tiles of a folder: stacked GeoTIFF/COG files and SAFE granules.
 
@@ -445,15 +486,16 @@ def read_tile_index(
         verify: ``"full"`` reads every band to prove the file and measure valid data,
             ``"mask"`` the first band only, ``"header"`` a decimated first band.
         workers: processes for indexing (1 runs inline).
+        max_tile_pixels: a tile declaring more pixels is rejected before any is read.
     """
     root = Path(sentinel2_dir)
     unknown = [b for b in GAIR_BANDS if b not in band_order]
     if unknown:
         raise InputConfigurationError(f"band_order lacks GAIR band(s): {', '.join(unknown)}")
-    sources = discover_tile_sources(root)
+    sources, skipped = discover_tile_sources(root)
     options = {"band_order": list(band_order), "processing_baseline": processing_baseline,
                "default_processing_baseline": default_processing_baseline,
-               "pixel_size_m": pixel_size_m, "verify": verify}
+               "pixel_size_m": pixel_size_m, "verify": verify, "max_pixels": max_tile_pixels}
     tasks = [(source, root, options) for source in sources]
     if workers > 1 and len(tasks) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
@@ -461,15 +503,19 @@ def read_tile_index(
     else:
         results = [_index_one(task) for task in tasks]
     records, rejects = [], []
-    for source, result in zip(sources, results, strict=True):
-        if "ok" in result:
-            records.append(result["ok"])
+    outcomes = [(source, result.get("ok"), result.get("rejected"))
+                for source, result in zip(sources, results, strict=True)]
+    outcomes += [(entry["item"], None, (entry["reason"], entry["detail"])) for entry in skipped]
+    for source, record, rejected in outcomes:
+        if record is not None:
+            records.append(record)
         else:
-            reason, detail = result["rejected"]
+            reason, detail = rejected
             logger.warning("Rejected tile %s: %s %s", source, reason, detail)
             rejects.append({"stage": "ingest/sentinel2", "file": str(source), "row": None,
-                            "item": source.name, "reason": reason, "detail": detail})
+                            "item": source.relative_to(root).as_posix(), "reason": reason,
+                            "detail": detail})
     frame = pd.DataFrame(records, columns=[*TILE_INDEX_COLUMNS, "geometry"])
     frame["band_map"] = frame["band_map"].map(json.dumps)
     tiles = gpd.GeoDataFrame(frame, geometry="geometry", crs="EPSG:4326")
-    return TileIndex(accepted=tiles, rejects=rejects_frame(rejects), read=len(sources))
+    return TileIndex(accepted=tiles, rejects=rejects_frame(rejects), read=len(outcomes))

@@ -26,6 +26,7 @@ from PIL import Image
 from rasterio.errors import RasterioError
 from tqdm.auto import tqdm
 
+from gair.io.images import MAX_IMAGE_PIXELS, ImageRejected, load_rgb
 from gair.io.rejects import rejects_frame
 from gair.io.sentinel2 import GAIR_BANDS, read_patch, tile_records
 
@@ -102,16 +103,11 @@ class ExtractionSettings:
     min_valid_fraction: float
     sv_short_side: int
     jpeg_quality: int
+    max_image_pixels: int = MAX_IMAGE_PIXELS  # ingest checked with its own limit
 
 
-def _street_view_jpeg(path: Path, short_side: int, quality: int) -> bytes:
-    with Image.open(path) as source:
-        # draft() lets libjpeg decode at 1/2, 1/4 or 1/8 scale: far cheaper for 2048-px views.
-        scale = short_side / min(source.size)
-        if scale < 1.0:
-            source.draft("RGB", (max(1, int(source.size[0] * scale)),
-                                 max(1, int(source.size[1] * scale))))
-        image = source.convert("RGB")
+def _street_view_jpeg(path: Path, short_side: int, quality: int, max_pixels: int) -> bytes:
+    image = load_rgb(path, max_pixels, short_side)
     scale = short_side / min(image.size)
     if scale < 1.0:
         size = (max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale)))
@@ -151,10 +147,11 @@ def _extract_shard(task: dict[str, Any]) -> tuple[list[dict], list[dict]]:
                 continue
             try:
                 sv_jpeg = _street_view_jpeg(task["streetscapes_dir"] / record["image_path"],
-                                            settings.sv_short_side, settings.jpeg_quality)
-            except OSError as error:
-                rejected.append({"item": record["uuid"], "reason": "unreadable image",
-                                 "detail": str(error)})
+                                            settings.sv_short_side, settings.jpeg_quality,
+                                            settings.max_image_pixels)
+            except ImageRejected as error:
+                rejected.append({"item": record["uuid"], "reason": error.reason,
+                                 "detail": error.detail})
                 continue
             meta = {k: record[k] for k in ("uuid", "patch_id", "tile_id", "lat", "lon",
                                            "qx", "qy", "split")}

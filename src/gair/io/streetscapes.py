@@ -7,17 +7,20 @@ at most N rows named ``<start>_<end>`` after the 1-based row range of the table
 
 from __future__ import annotations
 
+import codecs
+import csv
 import logging
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-from PIL import Image
 
+from gair.io.images import MAX_IMAGE_PIXELS, ImageRejected, open_image
 from gair.io.rejects import InputConfigurationError, ReadResult, rejects_frame
 
 logger = logging.getLogger(__name__)
@@ -90,12 +93,13 @@ def index_images(images_dir: Path) -> dict[str, str]:
     return found
 
 
-def check_jpeg(path: Path, decode: bool = False) -> str | None:
+def check_jpeg(path: Path, decode: bool = False, max_pixels: int = MAX_IMAGE_PIXELS) -> str | None:
     """Why ``path`` is not a usable JPEG, or None if it is.
 
     Without ``decode``: the start-of-image and end-of-image markers and a header parse
-    (catches truncation and non-JPEG content at the cost of two small reads). With
-    ``decode``: a full decode as well (about 28 ms for a 2048-px image).
+    (catches truncation, non-JPEG content and a declared size over ``max_pixels``, at the
+    cost of two small reads). With ``decode``: a full decode as well (about 28 ms for a
+    2048-px image).
     """
     try:
         with path.open("rb") as handle:
@@ -106,18 +110,87 @@ def check_jpeg(path: Path, decode: bool = False) -> str | None:
             return "not a JPEG (no start-of-image marker)"
         if _JPEG_EOI not in tail:
             return "truncated JPEG (no end-of-image marker)"
-        with Image.open(path) as image:
+        with open_image(path, max_pixels) as image:
             if image.format != "JPEG":
                 return f"not a JPEG ({image.format})"
             if decode:
                 image.load()
+    except ImageRejected as rejected:
+        return str(rejected)
     except (OSError, SyntaxError, ValueError) as error:
         return f"unreadable JPEG: {error}"
     return None
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
+_BYTE_ORDER_MARKS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+                     (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def _text_encoding(path: Path, encoding: str) -> str:
+    """``encoding``, or with ``"auto"`` the one a byte-order mark names, else UTF-8."""
+    if encoding != "auto":
+        return encoding
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+    for mark, name in _BYTE_ORDER_MARKS:
+        if head.startswith(mark):
+            return name
+    if b"\x00" in head:
+        raise InputConfigurationError(
+            f"{path}: NUL bytes in the text (UTF-16 without a byte-order mark?); set the "
+            "table encoding (ingest.streetscapes.encoding, e.g. utf-16-le)"
+        )
+    return "utf-8"
+
+
+def read_csv_table(path: Path, encoding: str = "auto") -> tuple[pd.DataFrame, np.ndarray,
+                                                                list[dict[str, Any]]]:
+    """A CSV table as text, every row checked against the header.
+
+    Returns the rows with as many fields as the header (all strings, columns named by
+    it), their 1-based data row numbers, and the other rows as rejects: pandas would pad
+    a short row, fail on a long one, or take a first column as the index when every row
+    is one field longer than the header.
+    """
+    encoding = _text_encoding(path, encoding)
+    rows, numbers, malformed = [], [], []
+    try:
+        with path.open(newline="", encoding=encoding) as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header is None:
+                raise InputConfigurationError(f"{path}: empty table (no header row)")
+            duplicated = sorted({c for c in header if header.count(c) > 1})
+            if duplicated:
+                raise InputConfigurationError(f"{path}: duplicate column(s) {duplicated}")
+            key = header.index("uuid") if "uuid" in header else 0
+            for number, fields in enumerate(filter(None, reader), start=1):
+                if len(fields) == len(header):
+                    rows.append(fields)
+                    numbers.append(number)
+                else:
+                    malformed.append({"file": str(path), "row": number,
+                                      "item": fields[key] if key < len(fields) else "",
+                                      "reason": "wrong field count",
+                                      "detail": f"{len(fields)} fields, the header has "
+                                                f"{len(header)}"})
+    except UnicodeDecodeError:
+        raw = path.read_bytes()  # only on this path: to say on which line it broke
+        try:
+            raw.decode(encoding)
+        except UnicodeDecodeError as error:
+            line = raw[: error.start].count(b"\n") + 1
+            raise InputConfigurationError(
+                f"{path}: line {line}: not {encoding} text ({error.reason}: "
+                f"{raw[error.start : error.end]!r}); set the table encoding "
+                "(ingest.streetscapes.encoding, e.g. latin-1 or cp1252)"
+            ) from None
+        raise
+    except csv.Error as error:
+        raise InputConfigurationError(f"{path}: not a CSV table ({error})") from error
+    table = pd.DataFrame(rows, columns=header, dtype=object).astype(str) if rows else \
+        pd.DataFrame({c: pd.Series(dtype=str) for c in header})
+    return table, np.asarray(numbers, dtype=np.int64), malformed
 
 
 def numbers_if_all(values: pd.Series) -> pd.Series:
@@ -127,14 +200,21 @@ def numbers_if_all(values: pd.Series) -> pd.Series:
     return numeric if numeric.notna().sum() == (values != "").sum() else values
 
 
-def _join_labels(points: pd.DataFrame, directory: Path, tables: list[str]) -> pd.DataFrame:
+def _join_labels(points: pd.DataFrame, directory: Path, tables: list[str],
+                 encoding: str) -> pd.DataFrame:
     """Left-join label tables on ``uuid`` (perception, contextual, per-label CSVs)."""
     for name in tables:
         path = directory / name
         if not path.is_file():
             logger.warning("Label table %s not found; its columns are left out", path)
             continue
-        table = _read_table(path)
+        table, _, malformed = read_csv_table(path, encoding)
+        if malformed:
+            first = malformed[0]
+            raise InputConfigurationError(
+                f"{path}: data row {first['row']}: {first['reason']} ({first['detail']}); "
+                f"{len(malformed)} such row(s) in this label table"
+            )
         lowered = {c.lower(): c for c in table.columns}
         if "uuid" not in lowered:
             raise InputConfigurationError(f"{path}: required column missing: uuid")
@@ -160,6 +240,8 @@ def read_street_views(
     image_check: str = "markers",
     require_images: bool = True,
     workers: int = 8,
+    encoding: str = "auto",
+    max_image_pixels: int = MAX_IMAGE_PIXELS,
 ) -> StreetViewTable:
     """Read a Global Streetscapes release into validated street-view points.
 
@@ -172,6 +254,9 @@ def read_street_views(
         image_check: ``"markers"`` (cheap structural check), ``"decode"`` or ``"none"``.
         require_images: reject rows whose image is missing or unusable.
         workers: threads for the image checks.
+        encoding: the tables' text encoding; ``"auto"`` reads a UTF-8/UTF-16 byte-order
+            mark, else UTF-8 (other text is one error naming the file and row).
+        max_image_pixels: an image declaring more pixels is rejected before decoding.
 
     Returns:
         Accepted points (EPSG:4326) with ``image_path`` relative to ``streetscapes_dir``,
@@ -180,12 +265,12 @@ def read_street_views(
     path = Path(streetscapes_dir) / metadata_table
     if not path.is_file():
         raise InputConfigurationError(f"{path}: metadata table not found")
-    table = _read_table(path)
+    table, row_numbers, malformed = read_csv_table(path, encoding)
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         raise InputConfigurationError(f"{path}: required column(s) missing: {', '.join(missing)}")
-    read = len(table)
-    table.insert(0, "_row", np.arange(1, read + 1))
+    read = len(table) + len(malformed)
+    table.insert(0, "_row", row_numbers)
     reasons = pd.Series("", index=table.index, dtype=object)
     details = pd.Series("", index=table.index, dtype=object)
 
@@ -219,25 +304,26 @@ def read_street_views(
             decode = image_check == "decode"
             with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
                 problems = list(pool.map(
-                    lambda rel: check_jpeg(root / images_dir / rel, decode),
+                    lambda rel: check_jpeg(root / images_dir / rel, decode, max_image_pixels),
                     image_path[to_check],
                 ))
             problem = pd.Series(problems, index=image_path[to_check].index).reindex(table.index)
             bad = problem.notna()
             reject(bad, "corrupt image", problem.fillna(""))
     ok = reasons == ""
-    rejects = rejects_frame(
-        {"stage": "ingest/streetscapes", "file": str(path), "row": int(r),
-         "item": u, "reason": reason, "detail": detail}
-        for r, u, reason, detail in zip(table.loc[~ok, "_row"], uuid[~ok], reasons[~ok],
-                                        details[~ok], strict=True)
-    )
+    rejects = rejects_frame(sorted(
+        [*({"stage": "ingest/streetscapes", "file": str(path), "row": int(r),
+            "item": u, "reason": reason, "detail": detail}
+           for r, u, reason, detail in zip(table.loc[~ok, "_row"], uuid[~ok], reasons[~ok],
+                                           details[~ok], strict=True)),
+         *({"stage": "ingest/streetscapes"} | m for m in malformed)],
+        key=lambda r: r["row"]))
     accepted = table.loc[ok].drop(columns="_row").copy()
     accepted["lat"], accepted["lon"] = coords["lat"][ok], coords["lon"][ok]
     found = image_path[ok]
     accepted["image_path"] = np.where(found == "", "", images_dir + "/" + found)
     accepted = _typed_metadata(accepted)
-    accepted = _join_labels(accepted, root, list(label_tables))
+    accepted = _join_labels(accepted, root, list(label_tables), encoding)
     points = gpd.GeoDataFrame(
         accepted.reset_index(drop=True),
         geometry=gpd.points_from_xy(accepted["lon"], accepted["lat"]),

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,8 @@ logger = logging.getLogger(__name__)
 SPEC_NAME = "spec.json"
 SUMMARY_NAME = "summary.json"
 LAST = "last.ckpt"
+CORRUPT = f"{LAST}.corrupt-"
+"""Name prefix of an unreadable ``last.ckpt`` moved aside (kept when the run is cleared)."""
 
 
 def _precision(requested: str | None, accelerator: str) -> str:
@@ -42,19 +46,39 @@ def _precision(requested: str | None, accelerator: str) -> str:
     return "bf16-mixed" if gpu else "32-true"
 
 
+def checkpoint_load_error(path: Path) -> str | None:
+    """Why ``path`` cannot be resumed from (truncated, garbage, or pickled objects that
+    ``weights_only`` refuses), or None. Memory-mapped: tensors are not read."""
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # every way of failing to load means the same here
+        return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return None
+
+
 def prepare_run_dir(run_dir: Path, spec: dict[str, Any], resume: bool) -> Path | None:
     """Resume from ``last.ckpt`` only a run that was interrupted with the same spec.
 
     A finished run (it wrote its summary) or one with other parameters is cleared and
-    started afresh: a rerun is asked for because something changed.
+    started afresh: a rerun is asked for because something changed. So is an
+    interrupted run whose ``last.ckpt`` cannot be loaded (a run killed while writing
+    it); that file is moved aside, not deleted, as ``last.ckpt.corrupt-<time>``.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     spec_path = run_dir / SPEC_NAME
     last = run_dir / "checkpoints" / LAST
     interrupted = (spec_path.is_file() and json.loads(spec_path.read_text()) == spec
                    and not (run_dir / SUMMARY_NAME).exists())
+    if interrupted and resume and last.is_file() and (error := checkpoint_load_error(last)):
+        aside = run_dir / f"{CORRUPT}{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        os.replace(last, aside)
+        logger.warning("Cannot resume from %s (%s); moved it to %s and starting the run "
+                       "afresh", last, error, aside)
+        interrupted = False
     if not interrupted:
         for child in run_dir.iterdir():
+            if child.name.startswith(CORRUPT):
+                continue
             shutil.rmtree(child) if child.is_dir() else child.unlink()
         spec_path.write_text(json.dumps(spec, indent=1, sort_keys=True))
     return last if (resume and interrupted and last.is_file()) else None
@@ -125,7 +149,8 @@ def run_pretraining(spec: dict[str, Any], callbacks: list | None = None) -> dict
         reload_dataloaders_every_n_epochs=1,  # so each epoch's loader knows its epoch
         **trainer_cfg,
     )
-    trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt)
+    # weights_only: resuming never runs pickled code from a checkpoint file.
+    trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
     summary = {
         "best_checkpoint": checkpoint.best_model_path,
         "last_checkpoint": str(run_dir / "checkpoints" / LAST),
@@ -164,8 +189,6 @@ def pretrain(shards_dir: Path, params: PretrainParams) -> dict[str, Any]:
 
 def _is_launcher() -> bool:
     """True in the process that started the run (not a rank Lightning re-launched)."""
-    import os
-
     return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
 

@@ -34,12 +34,20 @@ def plan_pairs(
         axis=1,
     )
     outside = candidates["tile_id"].isna()
-    rejects = rejects_frame(
-        {"stage": "pair/place", "file": "", "row": None, "item": uuid,
-         "reason": "outside every tile", "detail": f"lat={lat}, lon={lon}"}
-        for uuid, lat, lon in candidates.loc[outside, ["uuid", "lat", "lon"]].itertuples(index=False)
-    )
-    return candidates.loc[~outside].reset_index(drop=True), rejects
+    overlapping = candidates["overlaps"].notna()
+    rejects = rejects_frame([
+        *({"stage": "pair/place", "file": "", "row": None, "item": uuid,
+           "reason": "outside every tile", "detail": f"lat={lat}, lon={lon}"}
+          for uuid, lat, lon in candidates.loc[outside, ["uuid", "lat", "lon"]]
+          .itertuples(index=False)),
+        *({"stage": "pair/place", "file": "", "row": None, "item": uuid,
+           "reason": "patch overlaps another split",
+           "detail": f"{patch_id} ({split}) shares ground with {other}"}
+          for uuid, patch_id, split, other in candidates.loc[
+              overlapping, ["uuid", "patch_id", "split", "overlaps"]].itertuples(index=False)),
+    ])
+    used = ~outside & ~overlapping
+    return candidates.loc[used].drop(columns="overlaps").reset_index(drop=True), rejects
 
 
 @dataclass(frozen=True)
