@@ -229,3 +229,18 @@ def test_an_image_declaring_a_huge_size_is_rejected_not_decoded(release):
     assert result.report()["accepted"] == len(table) - 1
     small = read_street_views(release, max_image_pixels=100)
     assert small.report()["rejected"] == len(table)
+
+
+def test_an_image_in_two_folders_is_not_guessed(release):
+    """Two files for one uuid (in two <start>_<end> folders) may be two photos: the row is
+    rejected naming both, rather than one picked by folder order."""
+    uuid = _table(release).loc[0, "uuid"]
+    original = _image(release, uuid)
+    other = release / "images" / "999_1000"
+    other.mkdir()
+    shutil.copy(original, other / original.name)
+    result = read_street_views(release)
+    reject = result.rejects.set_index("item").loc[uuid]
+    assert reject["reason"] == "image found twice"
+    assert original.parent.name in reject["detail"] and "999_1000" in reject["detail"]
+    assert result.report()["accepted"] == len(_table(release)) - 1

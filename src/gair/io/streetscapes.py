@@ -71,26 +71,29 @@ class StreetViewTable(ReadResult):
         return self.accepted
 
 
-def index_images(images_dir: Path) -> dict[str, str]:
-    """``uuid -> path`` (relative to ``images_dir``) of ``<start>_<end>/<uuid>.jpeg`` and flat files.
+def index_images(images_dir: Path) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """``uuid -> path`` (relative to ``images_dir``) of ``<start>_<end>/<uuid>.jpeg`` and flat
+    files, and ``uuid -> paths`` of the uuids found more than once (which file is the
+    view's cannot be told, so neither is used).
 
     One ``scandir`` pass per folder: cheap even for millions of images.
     """
-    found: dict[str, str] = {}
+    found: dict[str, list[str]] = {}
     if not images_dir.is_dir():
-        return found
+        return {}, {}
     with os.scandir(images_dir) as top:
         entries = sorted(top, key=lambda e: e.name)
     for entry in entries:
         if entry.is_dir():
             with os.scandir(entry.path) as sub:
-                for image in sub:
+                for image in sorted(sub, key=lambda e: e.name):
                     if image.name.endswith(IMAGE_SUFFIX) and image.is_file():
-                        found.setdefault(image.name[: -len(IMAGE_SUFFIX)],
-                                         f"{entry.name}/{image.name}")
+                        found.setdefault(image.name[: -len(IMAGE_SUFFIX)], []).append(
+                            f"{entry.name}/{image.name}")
         elif entry.name.endswith(IMAGE_SUFFIX) and entry.is_file():
-            found.setdefault(entry.name[: -len(IMAGE_SUFFIX)], entry.name)
-    return found
+            found.setdefault(entry.name[: -len(IMAGE_SUFFIX)], []).append(entry.name)
+    unique = {uuid: paths[0] for uuid, paths in found.items() if len(paths) == 1}
+    return unique, {uuid: paths for uuid, paths in found.items() if len(paths) > 1}
 
 
 def check_jpeg(path: Path, decode: bool = False, max_pixels: int = MAX_IMAGE_PIXELS) -> str | None:
@@ -294,8 +297,11 @@ def read_street_views(
     reject(uuid.duplicated(keep="first"), "duplicate uuid", "first seen earlier in the table")
 
     root = Path(streetscapes_dir)
-    images = index_images(root / images_dir)
+    images, ambiguous = index_images(root / images_dir)
     image_path = pd.Series([images.get(u, "") for u in uuid], index=uuid.index, dtype=object)
+    twice = uuid.isin(list(ambiguous))
+    reject(twice, "image found twice",
+           uuid.map(lambda u: " and ".join(ambiguous.get(u, []))).where(twice, ""))
     if require_images:
         reject(image_path == "", "image missing",
                f"no {images_dir}/<start>_<end>/<uuid>{IMAGE_SUFFIX} or flat file")
