@@ -10,15 +10,15 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.conftest import PROJECT_ROOT, free_port
+from tests.conftest import PROJECT_ROOT, free_port, temporary_conf
 
 BIN = Path(sys.executable).parent
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--window-size=1400,900",
                   "--virtual-time-budget=10000"]
-
 
 
 @pytest.mark.slow
@@ -53,3 +53,33 @@ def test_viz_site_shows_the_pipelines_in_headless_chromium(tmp_path):
                  "extract_training_shards_node", "pretrain_gair_node", "score_models_node",
                  "report_results_node"):
         assert node in dom, f"{node} is not on the rendered page"
+
+
+@pytest.mark.slow
+def test_viz_site_shows_no_database_password(tmp_path):
+    """The sweep's database URL where the README puts it (credentials.yml, or an environment
+    variable) stays out of the site, even with hooks run and datasets previewed."""
+    secret, env_secret = "hunter2-Xq9", "tiger-Zk7"
+    project = tmp_path / "gair"
+    conf = temporary_conf(project)  # the working tree's conf/, uncommitted changes included
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", project)
+    (project / "src").mkdir()  # Kedro wants one; gair is imported from the working tree
+    (conf / "local" / "credentials.yml").write_text(yaml.safe_dump(
+        {"sweep_storage": {"url": f"postgresql+psycopg2://gair:{secret}@db-host:5432/gair"}}))
+    (conf / "local" / "parameters_sweep.yml").write_text(yaml.safe_dump(
+        {"sweep": {"storage": "credentials:sweep_storage"}}))
+    env = os.environ | {"KEDRO_DISABLE_TELEMETRY": "1",
+                        "GAIR_OPTUNA_STORAGE": f"postgresql://gair:{env_secret}@db-host/gair"}
+    result = subprocess.run([str(BIN / "kedro"), "viz", "build", "--include-hooks",
+                             "--include-previews"], cwd=project, env=env, capture_output=True,
+                            text=True, check=False)
+    build = project / "build"
+    assert result.returncode == 0 and (build / "api" / "pipelines" / "sweep").is_file(), (
+        result.stdout[-3000:] + result.stderr[-3000:])
+    site = "".join(p.read_text(errors="replace") for p in build.rglob("*") if p.is_file())
+    assert "credentials:sweep_storage" in site, "the site shows where the URL is"
+    shown = [site, result.stdout, result.stderr]
+    shown += [p.read_text(errors="replace") for p in project.rglob("*")  # .viz/, info.log
+              if p.is_file() and not p.is_relative_to(build)
+              and p != conf / "local" / "credentials.yml"]
+    assert not [text for text in shown if secret in text or env_secret in text]

@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gair.io.sentinel2 import L2A_BANDS
+from gair.io.images import MAX_IMAGE_PIXELS
+from gair.io.sentinel2 import L2A_BANDS, MAX_TILE_PIXELS
 
 
 class _Strict(BaseModel):
@@ -28,6 +29,9 @@ class StreetscapesParams(_Strict):
     image_check: Literal["markers", "decode", "none"] = "markers"
     require_images: bool = True
     workers: int = Field(default=8, ge=1)
+    encoding: str = Field(default="auto", description="tables' text encoding: auto reads a "
+                          "UTF-8/UTF-16 byte-order mark, else UTF-8")
+    max_image_pixels: int = Field(default=MAX_IMAGE_PIXELS, gt=0)
 
 
 class Sentinel2Params(_Strict):
@@ -39,6 +43,7 @@ class Sentinel2Params(_Strict):
     pixel_size_m: float = Field(default=10.0, gt=0)
     verify: Literal["full", "mask", "header"] = "full"
     workers: int = Field(default=1, ge=1)
+    max_tile_pixels: int = Field(default=MAX_TILE_PIXELS, gt=0)
 
 
 class IngestParams(_Strict):
@@ -215,9 +220,12 @@ class DistributionParams(_Strict):
 class SweepParams(_Strict):
     """An Optuna study over pretraining hyperparameters (``parameters_sweep.yml``)."""
 
+    # A refused value is not echoed in the error: it may hold a password.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
     study_name: str = "gair-pretrain"
-    storage: str = Field(default="journal",
-                         description="journal | sqlite | env:VAR | a database URL")
+    storage: str = Field(default="journal", description="journal | sqlite | env:VAR | "
+                         "credentials:NAME | a database URL without a password")
     storage_dir: str = "data/06_models/sweep"
     metric: str = "val/r@1"
     direction: Literal["maximize", "minimize"] = "maximize"
@@ -230,13 +238,23 @@ class SweepParams(_Strict):
     heartbeat_interval: int = Field(default=60, ge=1)
     grace_period: int = Field(default=180, ge=1)
 
-    def settings(self):
+    @field_validator("storage")
+    @classmethod
+    def _no_password(cls, value: str) -> str:
+        if "://" not in value:  # journal, sqlite, env:VAR, credentials:NAME
+            return value
+        from gair.sweep.study import refuse_password_in_parameters
+
+        return refuse_password_in_parameters(value)
+
+    def settings(self, credentials: dict[str, Any] | None = None):
+        """The library's settings; ``credentials`` holds the entry ``credentials:NAME`` names."""
         from gair.sweep import SweepSettings
 
         values = self.model_dump()
         values["search_space"] = {k: {key: v for key, v in spec.items() if v is not None}
                                   for k, spec in values["search_space"].items()}
-        return SweepSettings(**values)
+        return SweepSettings(**values, credentials=credentials or {})
 
 
 def with_overrides(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

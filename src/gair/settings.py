@@ -2,6 +2,10 @@
 
 from kedro.config import OmegaConfigLoader
 
+from gair.hooks import SweepStorageCredentialsHook
+
+HOOKS = (SweepStorageCredentialsHook(),)
+
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

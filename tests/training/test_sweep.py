@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -145,10 +146,10 @@ def test_two_worker_processes_share_one_journal_study(tiny_shards, tmp_path):
 
 @pytest.mark.slow
 def test_two_worker_processes_share_one_postgresql_study(tiny_shards, tmp_path):
-    url = os.environ.get("GAIR_TEST_POSTGRES_URL")
-    if not url:
+    if not os.environ.get("GAIR_TEST_POSTGRES_URL"):
         pytest.skip("no PostgreSQL server: .ci/run starts one and sets GAIR_TEST_POSTGRES_URL")
-    _assert_one_study(_two_workers(tiny_shards, tmp_path, url))
+    # The URL holds a password, so parameters name the variable (the workers inherit it).
+    _assert_one_study(_two_workers(tiny_shards, tmp_path, "env:GAIR_TEST_POSTGRES_URL"))
 
 
 @pytest.mark.parametrize(
@@ -194,10 +195,10 @@ run_study(SweepParams(**spec).settings(), {}, ".", objective=objective)
 
 @pytest.mark.slow
 def test_a_killed_workers_trial_is_failed_and_retried_on_a_database(tmp_path):
-    url = os.environ.get("GAIR_TEST_POSTGRES_URL")
-    if not url:
+    if not os.environ.get("GAIR_TEST_POSTGRES_URL"):
         pytest.skip("no PostgreSQL server: .ci/run starts one and sets GAIR_TEST_POSTGRES_URL")
-    spec = {"study_name": f"heartbeat-{uuid.uuid4().hex[:8]}", "storage": url,
+    spec = {"study_name": f"heartbeat-{uuid.uuid4().hex[:8]}",
+            "storage": "env:GAIR_TEST_POSTGRES_URL",
             "storage_dir": str(tmp_path), "n_trials": 1, "total_trials": 2,
             "pruner": {"type": "none"}, "heartbeat_interval": 1, "grace_period": 2,
             "search_space": {"loss.temperature": {"type": "float", "low": 0.05, "high": 0.2}}}
@@ -220,3 +221,144 @@ def test_a_killed_workers_trial_is_failed_and_retried_on_a_database(tmp_path):
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     assert RetryHeartbeatStaleTrialCallback.retried_trial_number(retried) == killed.number
+
+
+# ---- a database password never is a parameter, and is masked wherever it is shown ------
+
+SECRET = "hunter2-Xq9"
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    (f"postgresql+psycopg2://gair:{SECRET}@db-host:5432/gair",
+     "postgresql+psycopg2://gair:***@db-host:5432/gair"),
+    ("postgresql://gair:p@ss@db-host/gair", "postgresql://gair:***@db-host/gair"),
+    ("postgresql://gair:se%40cret@db-host/gair", "postgresql://gair:***@db-host/gair"),
+    ("postgresql://gair@db-host/gair?sslmode=require&password=x",
+     "postgresql://gair@db-host/gair?sslmode=require&password=***"),
+    ("postgresql+psycopg2://gair@db-host:5432/gair", None),
+    ("postgresql://db-host:5432/gair", None),
+    ("sqlite:////tmp/optuna.db", None),
+    ("env:GAIR_OPTUNA_STORAGE", None),
+    ("credentials:sweep_storage", None),
+    ("journal", None),
+])
+def test_redact_url_masks_the_password_and_nothing_else(url, shown):
+    from gair.sweep import redact_url
+
+    assert redact_url(url) == (shown or url)
+
+
+def test_a_password_in_parameters_is_refused_with_where_to_put_it(tmp_path):
+    with pytest.raises(ValueError, match=r"credentials\.yml") as caught:
+        _settings(tmp_path, storage=f"postgresql+psycopg2://gair:{SECRET}@db-host/gair")
+    assert "env:GAIR_OPTUNA_STORAGE" in str(caught.value)
+    assert "gair:***@db-host" in str(caught.value)
+    assert SECRET not in str(caught.value), "the refusal does not echo the password"
+    _settings(tmp_path, storage="postgresql+psycopg2://gair@db-host/gair")  # ~/.pgpass: fine
+
+
+def test_kedro_refuses_a_password_in_parameters_before_anything_runs(tmp_path):
+    from kedro.framework.project import configure_project
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+    from kedro.validation.exceptions import ParameterValidationError
+
+    conf = temporary_conf(tmp_path)
+    (conf / "local" / "parameters_sweep.yml").write_text(yaml.safe_dump(
+        {"sweep": {"storage": f"postgresql+psycopg2://gair:{SECRET}@db-host/gair"}}))
+    bootstrap_project(PROJECT_ROOT)
+    configure_project("gair")
+    with (KedroSession.create(project_path=PROJECT_ROOT, conf_source=str(conf)) as session,
+          pytest.raises(ParameterValidationError, match="credentials:sweep_storage") as caught):
+        session.load_context().params  # noqa: B018
+    assert SECRET not in str(caught.value)
+
+
+def test_the_hook_hands_the_sweep_the_credentials_entry_its_storage_names(tmp_path):
+    from kedro.framework.project import configure_project
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    from gair.hooks import SWEEP_STORAGE_CREDENTIALS
+
+    entry = {"url": f"postgresql+psycopg2://gair:{SECRET}@db-host/gair"}
+    conf = temporary_conf(tmp_path)
+    (conf / "local" / "credentials.yml").write_text(yaml.safe_dump(
+        {"sweep_storage": entry, "unrelated": {"key": "not for the sweep"}}))
+    bootstrap_project(PROJECT_ROOT)
+    configure_project("gair")
+
+    def handed_over(storage: str) -> dict:
+        (conf / "local" / "parameters_sweep.yml").write_text(
+            yaml.safe_dump({"sweep": {"storage": storage}}))
+        with KedroSession.create(project_path=PROJECT_ROOT, conf_source=str(conf)) as session:
+            return session.load_context().catalog.load(SWEEP_STORAGE_CREDENTIALS)
+
+    assert handed_over("credentials:sweep_storage") == {"sweep_storage": entry}
+    assert handed_over("journal") == {}, "no credentials where the storage names none"
+
+
+def test_the_storage_url_comes_from_credentials_or_the_environment(tmp_path, monkeypatch):
+    from gair.sweep.study import resolve_storage
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    from_credentials = SweepParams(**{"study_name": "c", "storage": "credentials:sweep_storage",
+                                      "storage_dir": str(tmp_path), "search_space": SPACE}
+                                   ).settings({"sweep_storage": {"url": url}})
+    assert resolve_storage(from_credentials) == url
+    assert SECRET not in repr(dataclasses.replace(
+        from_credentials, credentials={"sweep_storage": {"url": f"postgresql://u:{SECRET}@h"}}))
+    open_study(from_credentials)
+    monkeypatch.setenv("GAIR_TEST_SWEEP_URL", url)
+    from_environment = _settings(tmp_path, study_name="c", storage="env:GAIR_TEST_SWEEP_URL")
+    assert open_study(from_environment).study_name == "c", "the same study, another route"
+    with pytest.raises(ValueError, match=r"add `sweep_storage: \{url: \.\.\.\}` to conf/local"):
+        resolve_storage(_settings(tmp_path, storage="credentials:sweep_storage"))
+
+
+def test_an_error_that_shows_the_password_is_raised_masked():
+    import traceback
+
+    from gair.sweep.study import passwords_masked_in_errors
+
+    url = f"postgresql+psycopg2://gair:{SECRET}@db-host/gair"
+    with pytest.raises(RuntimeError) as caught, passwords_masked_in_errors(url):
+        try:
+            raise OSError(f"cannot reach {url}")
+        except OSError as error:
+            raise ValueError("storage failed") from error
+    shown = "".join(traceback.format_exception(caught.value))
+    assert "ValueError: storage failed <- OSError: cannot reach " in shown
+    assert "gair:***@db-host" in shown and SECRET not in shown
+    with pytest.raises(KeyError), passwords_masked_in_errors(url):  # nothing to mask: as is
+        raise KeyError("trials")
+
+
+@pytest.mark.slow
+def test_kedro_runs_the_sweep_on_the_database_its_credentials_name(tiny_shards, tmp_path):
+    import shutil
+
+    from kedro.framework.project import configure_project
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"  # a database URL, as a shared one would be
+    conf = temporary_conf(tmp_path, {
+        "parameters_pretrain": {"pretrain": tiny_pretrain_params()
+                                | {"run_dir": str(tmp_path / "unused")}},
+        "parameters_sweep": {"sweep": {
+            "study_name": "from-credentials", "storage": "credentials:sweep_storage",
+            "storage_dir": str(tmp_path / "sweep"), "n_trials": 1, "total_trials": 1,
+            "pruner": {"type": "none"}, "search_space": SPACE,
+            "budget": {"trainer.max_epochs": 1, "trainer.limit_train_batches": 1,
+                       "trainer.enable_progress_bar": False}}},
+    })
+    (conf / "local" / "credentials.yml").write_text(
+        yaml.safe_dump({"sweep_storage": {"url": url}}))
+    shutil.copytree(tiny_shards, tmp_path / "data" / "05_model_input" / "shards")
+    bootstrap_project(PROJECT_ROOT)
+    configure_project("gair")
+    with KedroSession.create(project_path=PROJECT_ROOT, conf_source=str(conf)) as session:
+        session.run(pipeline_names=["sweep"])
+    study = optuna.load_study(study_name="from-credentials", storage=url)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE]

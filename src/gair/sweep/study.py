@@ -4,7 +4,10 @@ A trial is a short-budget pretraining run (``gair.training.run_pretraining``) sc
 validation metric. Trials that diverge are pruned with their reason, trials that raise are
 recorded as failed with theirs, and the study goes on. Workers on one host share a journal
 file; workers on many hosts share a database (e.g. PostgreSQL), with heartbeats so a
-killed worker's trial is failed and retried.
+killed worker's trial is failed and retried. A database URL with a password never is a
+parameter (kedro-viz and logs show parameters): ``storage`` names where it is, an environment
+variable (``env:VAR``) or a Kedro credentials entry (``credentials:NAME``), and wherever the
+URL is shown its password reads ``***``.
 """
 
 from __future__ import annotations
@@ -13,12 +16,16 @@ import logging
 import math
 import os
 import random
+import re
 import shutil
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -36,7 +43,7 @@ class SweepSettings:
     """Where the study lives, what it optimises and how (see ``parameters_sweep.yml``)."""
 
     study_name: str
-    storage: str  # "journal", "sqlite", "env:VAR" or a database URL
+    storage: str  # "journal", "sqlite", "env:VAR", "credentials:NAME" or a database URL
     storage_dir: str
     metric: str = "val/r@1"
     direction: str = "maximize"
@@ -48,17 +55,88 @@ class SweepSettings:
     search_space: dict[str, dict[str, Any]] = field(default_factory=dict)
     heartbeat_interval: int = 60
     grace_period: int = 180
+    # The Kedro credentials entry ``storage: credentials:NAME`` names, as {NAME: {"url": ...}}
+    # (the project's hook hands it over); kept out of the repr, which logs may show.
+    credentials: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
-def make_storage(settings: SweepSettings) -> optuna.storages.BaseStorage | str:
-    """The study's storage: an embedded journal/SQLite file, or a database URL."""
-    directory = Path(settings.storage_dir)
+# user:password@ in a URL's authority (greedy up to the last "@": SQLAlchemy reads a
+# password up to the first "@", so an unescaped "@" in it would otherwise leave its tail
+# shown), and libpq's ?password=... query option.
+_URL_PASSWORD = re.compile(r"^([A-Za-z][\w+.-]*://[^:/@]*:)(.*)@")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)([^&]*)", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password shown as ``***`` (``user:pass@`` -> ``user:***@``); any
+    other string (``journal``, ``env:VAR``, a URL without a password) unchanged."""
+    url = _URL_PASSWORD.sub(r"\1***@", url, count=1)
+    return _QUERY_PASSWORD.sub(r"\1***", url)
+
+
+def url_passwords(url: str) -> set[str]:
+    """The password(s) in ``url`` as written and percent-decoded (how drivers print it)."""
+    authority = _URL_PASSWORD.match(url)
+    found = [authority.group(2)] if authority else []
+    found += [m.group(2) for m in _QUERY_PASSWORD.finditer(url)]
+    return {p for raw in found if raw for p in (raw, unquote(raw))}
+
+
+def refuse_password_in_parameters(storage: str) -> str:
+    """``storage`` unchanged if it holds no password; a password in parameters would be
+    shown in plain text by ``kedro viz`` and in logs, so it is refused with where to put it."""
+    if url_passwords(storage):
+        raise ValueError(
+            f"sweep.storage {redact_url(storage)} holds a password, and parameters are shown "
+            "in plain text (kedro viz, logs). Put the URL in conf/local/credentials.yml as "
+            "`sweep_storage: {url: ...}` and set `storage: credentials:sweep_storage`, or "
+            "export it and set `storage: env:GAIR_OPTUNA_STORAGE`")
+    return storage
+
+
+def resolve_storage(settings: SweepSettings) -> str:
+    """``journal``, ``sqlite`` or the database URL that ``settings.storage`` names."""
     kind = settings.storage
     if kind.startswith("env:"):
         name = kind.removeprefix("env:")
         if not os.environ.get(name):
             raise ValueError(f"sweep storage is read from ${name}, which is not set")
-        kind = os.environ[name]
+        return os.environ[name]
+    if kind.startswith("credentials:"):
+        name = kind.removeprefix("credentials:")
+        url = (settings.credentials.get(name) or {}).get("url")
+        if not url:
+            raise ValueError(f"sweep storage is read from the credentials entry {name!r}, "
+                             f"which is not set: add `{name}: {{url: ...}}` to "
+                             "conf/local/credentials.yml")
+        return url
+    return kind
+
+
+@contextmanager
+def passwords_masked_in_errors(url: str) -> Iterator[None]:
+    """Re-raise an error whose text (or its cause's) shows a password of ``url`` with the
+    password masked, and without the original chained (a traceback would print it)."""
+    try:
+        yield
+    except Exception as error:
+        passwords = url_passwords(url)
+        chain, cause = [], error
+        while cause is not None and cause not in chain:
+            chain.append(cause)
+            cause = cause.__cause__ or cause.__context__
+        if not any(p in str(e) for e in chain for p in passwords):
+            raise
+        message = " <- ".join(f"{type(e).__name__}: {e}" for e in chain)
+        for password in sorted(passwords, key=len, reverse=True):
+            message = message.replace(password, "***")
+        raise RuntimeError(message) from None
+
+
+def make_storage(settings: SweepSettings) -> optuna.storages.BaseStorage | str:
+    """The study's storage: an embedded journal/SQLite file, or a database URL."""
+    directory = Path(settings.storage_dir)
+    kind = resolve_storage(settings)
     if kind == "journal":
         directory.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(directory / "optuna_journal.log")))
@@ -66,6 +144,11 @@ def make_storage(settings: SweepSettings) -> optuna.storages.BaseStorage | str:
         directory.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{(directory / 'optuna.db').resolve()}"
     # A database shared by several machines: heartbeats fail a dead worker's trial and retry it.
+    with passwords_masked_in_errors(kind):
+        return _database_storage(kind, settings)
+
+
+def _database_storage(url: str, settings: SweepSettings) -> RDBStorage:
     from sqlalchemy.exc import SQLAlchemyError
 
     for attempt in range(5):
@@ -73,7 +156,7 @@ def make_storage(settings: SweepSettings) -> optuna.storages.BaseStorage | str:
             with warnings.catch_warnings():  # the retry callback is marked experimental
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return RDBStorage(
-                    kind, heartbeat_interval=settings.heartbeat_interval,
+                    url, heartbeat_interval=settings.heartbeat_interval,
                     grace_period=settings.grace_period,
                     heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
                     engine_kwargs={"pool_pre_ping": True},
@@ -222,21 +305,23 @@ def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
 def run_study(settings: SweepSettings, base_params: dict[str, Any], shards_dir: Path,
               objective=None) -> optuna.Study:
     """Run this worker's trials of the shared study, within the study's total budget."""
+    url = resolve_storage(settings)
     done = len(open_study(settings).get_trials(deepcopy=False, states=_FINISHED))
     study = open_study(settings, worker_seed(settings, done))
     remaining = settings.total_trials - done
-    logger.info("Study %r: %d trials finished before this worker, %d left in its budget",
-                settings.study_name, done, max(remaining, 0))
+    logger.info("Study %r (storage %s): %d trials finished before this worker, %d left in "
+                "its budget", settings.study_name, redact_url(url), done, max(remaining, 0))
     if remaining <= 0:
         return study
-    study.optimize(
-        objective or make_objective(settings, base_params, shards_dir),
-        # MaxTrialsCallback stops every worker once the whole study reaches its budget.
-        n_trials=min(settings.n_trials, remaining),
-        callbacks=[MaxTrialsCallback(settings.total_trials, states=_COUNTED), _log_trial],
-        catch=(Exception,),
-        gc_after_trial=True,
-    )
+    with passwords_masked_in_errors(url):  # a database error while the study runs
+        study.optimize(
+            objective or make_objective(settings, base_params, shards_dir),
+            # MaxTrialsCallback stops every worker once the whole study reaches its budget.
+            n_trials=min(settings.n_trials, remaining),
+            callbacks=[MaxTrialsCallback(settings.total_trials, states=_COUNTED), _log_trial],
+            catch=(Exception,),
+            gc_after_trial=True,
+        )
     counts = {s.name: len(study.get_trials(deepcopy=False, states=(s,))) for s in
               (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)}
     best = study.best_trial if counts["COMPLETE"] else None

@@ -11,13 +11,16 @@ from gair.parameters import PretrainParams, SweepParams
 logger = logging.getLogger(__name__)
 
 
-def run_sweep(shards_dir: Path, pretrain: PretrainParams, sweep: SweepParams
-              ) -> tuple[dict, pd.DataFrame, Figure, Figure, Figure]:
-    """Run this worker's share of the study; return the best parameters, trials and plots."""
+def run_sweep(shards_dir: Path, pretrain: PretrainParams, sweep: SweepParams,
+              storage_credentials: dict) -> tuple[dict, pd.DataFrame, Figure, Figure, Figure]:
+    """Run this worker's share of the study; return the best parameters, trials and plots.
+
+    ``storage_credentials`` is the credentials entry ``sweep.storage: credentials:NAME``
+    names, or empty (a project hook reads it from ``conf/local/credentials.yml``)."""
     from gair.reporting.sweep_plots import sweep_figures
     from gair.sweep import best_pretrain_parameters, run_study
 
-    settings = sweep.settings()
+    settings = sweep.settings(storage_credentials)
     base = pretrain.model_dump(mode="json")
     study = run_study(settings, base, shards_dir)
     trials = study.trials_dataframe(attrs=("number", "value", "state", "params", "user_attrs",
