@@ -93,12 +93,15 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> Fr
     else:
         content = read_state_dict(path)
         if CONTRACT_KEY in content:
-            hparams = content["hyper_parameters"]
-            model = GAIR(GAIRConfig.from_saved(hparams["model"]))
-            state = {k.removeprefix("model."): v for k, v in content["state_dict"].items()
-                     if k.startswith("model.")}
+            try:
+                hparams = content["hyper_parameters"]
+                model = GAIR(GAIRConfig.from_saved(hparams["model"]))
+                state = {k.removeprefix("model."): v for k, v in content["state_dict"].items()
+                         if k.startswith("model.")}
+                contract = PreprocessingContract.from_dict(content[CONTRACT_KEY])
+            except (KeyError, TypeError, AttributeError) as error:
+                raise _incomplete(path, error) from error
             load_into(model, state, path)
-            contract = PreprocessingContract.from_dict(content[CONTRACT_KEY])
         elif _is_official(content, path):
             model, _ = convert_official(content, path)
             config = model.config
@@ -123,20 +126,33 @@ def _is_official(content: dict[str, object], path: Path) -> bool:
 
 
 def _read_folder(folder: Path) -> tuple[GAIR, PreprocessingContract, dict[str, Any]]:
-    from safetensors.torch import load_file
-
     config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
     for needed in (config_path, weights_path):
         if not needed.is_file():
             raise ContractError(f"{folder}: not a save_pretrained folder ({needed.name} missing)")
-    config = json.loads(config_path.read_text())
-    if config.get("format") != FOLDER_FORMAT:
-        raise ContractError(f"{config_path}: format {config.get('format')!r} where "
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise WeightsError(f"{config_path}: not valid JSON ({error})") from error
+    if not isinstance(config, dict) or config.get("format") != FOLDER_FORMAT:
+        found = config.get("format") if isinstance(config, dict) else type(config).__name__
+        raise ContractError(f"{config_path}: format {found!r} where "
                             f"{FOLDER_FORMAT!r} is expected")
-    model = GAIR(GAIRConfig.from_saved(config["model"]))
-    load_into(model, load_file(str(weights_path)), weights_path)
+    try:
+        model = GAIR(GAIRConfig.from_saved(config["model"]))
+        contract = PreprocessingContract.from_dict(config["contract"])
+    except (KeyError, TypeError, AttributeError) as error:
+        raise _incomplete(config_path, error) from error
+    load_into(model, read_state_dict(weights_path), weights_path)
     hparams = {"model": config["model"]} | {k: config[k] for k in ("source",) if k in config}
-    return model, PreprocessingContract.from_dict(config["contract"]), hparams
+    return model, contract, hparams
+
+
+def _incomplete(path: Path, error: Exception) -> WeightsError:
+    """A stored configuration that cannot be read back (damaged, or written by another
+    version): a missing key, an unknown or mistyped field."""
+    return WeightsError(f"{path}: incomplete or unreadable model configuration "
+                        f"({type(error).__name__}: {error})")
 
 
 def save_pretrained(model: FrozenGAIR, folder: str | Path, trained_on: str | None = None,

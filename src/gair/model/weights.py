@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import pickle
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
@@ -33,22 +34,36 @@ def read_state_dict(path: str | Path) -> dict[str, object]:
     if not path.is_file():
         raise WeightsError(f"{path}: no such weights file (weights are only read from local "
                            "files; nothing is downloaded)")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"{path}: empty file (0 bytes; an interrupted download or copy?)")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return dict(load_file(str(path)))
+        try:
+            return dict(load_file(str(path)))
+        except SafetensorError as error:
+            raise WeightsError(f"{path}: not a readable safetensors file ({error}); truncated "
+                               "or corrupt?") from error
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
+    except pickle.UnpicklingError as error:
         raise WeightsError(
-            f"{path}: cannot be read as weights with weights_only=True ({type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else ''}). If it pickles other objects, "
-            "re-save only its tensors: torch.save({k: v for k, v in sd.items() "
-            "if isinstance(v, torch.Tensor)}, 'clean.pth')") from error
+            f"{path}: cannot be read as weights with weights_only=True ({_first_line(error)}). "
+            "If it pickles other objects, re-save only its tensors: torch.save({k: v for k, v "
+            "in sd.items() if isinstance(v, torch.Tensor)}, 'clean.pth')") from error
+    except Exception as error:  # a damaged file raises almost anything from torch.load
+        raise WeightsError(f"{path}: not a readable torch file ({type(error).__name__}: "
+                           f"{_first_line(error).split('. ')[0]}); truncated or corrupt?",
+                           ) from error
     if not isinstance(content, Mapping):
         raise WeightsError(f"{path}: holds a {type(content).__name__}, not a state dict")
     return dict(content)
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def tensors_of(content: Mapping[str, object], path: str | Path,
