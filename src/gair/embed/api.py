@@ -343,15 +343,7 @@ def _read_rs_patch(path: Path, band_order: Sequence[str], bands: Sequence[str],
     except RasterioError as error:
         raise TileRejected("unreadable file", str(error)) from error
     with src:
-        try:
-            check_stack(src, len(band_order), pixel_size_m, max_pixels)
-        except TileRejected as rejected:
-            if rejected.reason == "wrong band count":  # as ingest says it
-                rejected.detail += f" ({' '.join(band_order)})"
-            elif rejected.reason == "not uint16 digital numbers" and src.dtypes[0][0] == "f":
-                rejected.detail += ("; reflectance? the model reads uint16 digital numbers "
-                                    "(reflectance x 10000, + 1000 from processing baseline 04.00)")
-            raise
+        check_stack(src, band_order, pixel_size_m, max_pixels)
         try:
             raw = src.read([list(band_order).index(b) + 1 for b in bands])
         except RasterioError as error:

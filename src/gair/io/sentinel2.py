@@ -245,20 +245,23 @@ MAX_TILE_PIXELS = 400_000_000
 10980 x 10980 (121 MP). A sparse GeoTIFF of a few MB can declare 200000 x 200000."""
 
 
-def check_stack(src: rasterio.DatasetReader, band_count: int, pixel_size_m: float,
+def check_stack(src: rasterio.DatasetReader, band_order: Sequence[str], pixel_size_m: float,
                 max_pixels: int = MAX_TILE_PIXELS) -> None:
     """Refuse (:class:`TileRejected`) a stacked GeoTIFF that cannot be read as L2A digital
-    numbers of ``band_count`` bands on a north-up ``pixel_size_m`` grid: the one check for
-    ingest and for embedding patches."""
+    numbers of the bands ``band_order`` names on a north-up ``pixel_size_m`` grid: the one
+    check for ingest and for embedding patches."""
     if src.width * src.height > max_pixels:
         raise TileRejected(
             "tile too large",
             f"declares {src.width} x {src.height} px, more than the limit of {max_pixels:,}",
         )
-    if src.count != band_count:
-        raise TileRejected("wrong band count", f"{src.count} bands, expected {band_count}")
+    if src.count != len(band_order):
+        raise TileRejected("wrong band count", f"{src.count} bands, expected "
+                           f"{len(band_order)} ({' '.join(band_order)})")
     if src.dtypes[0] != "uint16":
-        raise TileRejected("not uint16 digital numbers", f"dtype {src.dtypes[0]}")
+        hint = ("; reflectance? GAIR reads uint16 digital numbers (reflectance x 10000, "
+                "+ 1000 from processing baseline 04.00)" if src.dtypes[0][0] == "f" else "")
+        raise TileRejected("not uint16 digital numbers", f"dtype {src.dtypes[0]}{hint}")
     _check_grid(src.transform, src.crs, pixel_size_m)
 
 
@@ -270,12 +273,7 @@ def _stack_record(path: Path, root: Path, band_order: Sequence[str], baseline: s
     except RasterioError as error:
         raise TileRejected("unreadable file", str(error)) from error
     with src:
-        try:
-            check_stack(src, len(band_order), pixel_size_m, max_pixels)
-        except TileRejected as rejected:
-            if rejected.reason == "wrong band count":
-                rejected.detail += f" ({' '.join(band_order)})"
-            raise
+        check_stack(src, band_order, pixel_size_m, max_pixels)
         rel = path.relative_to(root).as_posix()
         pb, source = _processing_baseline(src.tags(), [path.name], baseline, default_baseline)
         return {
@@ -306,7 +304,7 @@ def _safe_record(granule: Path, root: Path, baseline: str, default_baseline: str
     except RasterioError as error:
         raise TileRejected("unreadable file", f"{reference.name}: {error}") from error
     with src:
-        check_stack(src, 1, pixel_size_m, max_pixels)
+        check_stack(src, ("B02",), pixel_size_m, max_pixels)
         crs, transform, width, height = src.crs, src.transform, src.width, src.height
     safe = granule.parent.parent
     tags = {}
