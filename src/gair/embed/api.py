@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ from tqdm.auto import tqdm
 from gair.contract import ContractError, LocationContract
 from gair.embed.model import FrozenGAIR
 from gair.geo.pairing import pair_points
+from gair.io.directories import replacing_file
 from gair.io.images import MAX_IMAGE_PIXELS, ImageRejected, load_rgb
 from gair.io.rejects import InputConfigurationError, ReadResult, rejects_frame
 from gair.io.sentinel2 import (
@@ -454,15 +454,9 @@ def embed_rs_at_points(model: FrozenGAIR, table: pd.DataFrame | np.ndarray,
 
 def write_geoparquet(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write a table of embeddings as (Geo)Parquet atomically (a partial file never stays)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.partial")
-    try:
+    with replacing_file(path) as staging:
         frame.to_parquet(staging)
-        os.replace(staging, path)
-    finally:
-        staging.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 __all__ = [

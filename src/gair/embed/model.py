@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from gair.contract import CONTRACT_KEY, ContractError, LocationContract, PreprocessingContract
+from gair.io.directories import staging_path
 from gair.model import GAIR, GAIRConfig
 from gair.model.official import convert_official, is_official
 from gair.model.weights import WeightsError, load_into, read_state_dict, tensors_of
@@ -167,8 +168,7 @@ def save_pretrained(model: FrozenGAIR, folder: str | Path, trained_on: str | Non
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
         raise FileExistsError(f"{folder}: exists and is not empty; choose a new folder")
-    staging = folder.with_name(f".{folder.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = staging_path(folder, "partial")  # unique: two writers never share one
     staging.mkdir(parents=True)
     try:
         state = {k: v.detach().cpu().contiguous() for k, v in model.model.state_dict().items()}
