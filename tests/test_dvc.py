@@ -45,7 +45,7 @@ def repo(tmp_path_factory):
          .model_dump(mode="json")}))
     pair = yaml.safe_load((conf / "parameters_pair.yml").read_text())
     pair["pair"]["patch_size_px"] = 32
-    pair["pair"]["split"]["block_km"] = 0.2
+    pair["pair"]["split"]["block_km"] = 0.3  # seed 0: all three splits
     (conf / "parameters_pair.yml").write_text(yaml.safe_dump(pair))
     pretrain = tiny_pretrain_params(max_epochs=1) | {"run_dir": "data/06_models/pretrain_run"}
     (conf / "parameters_pretrain.yml").write_text(yaml.safe_dump({"pretrain": pretrain}))
