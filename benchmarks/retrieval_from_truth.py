@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import rasterio
 import torch
 
 from gair.evaluation.retrieval import ranking_metrics
+from gair.evaluation.sample_world_tasks import LANDCOVER, read_truth
 from gair.sample_world.landscape import LandCover
 
 SIGMAS = (0.05, 0.1, 0.2)  # reading error of affluence and urbanity (fields in [0, 1])
@@ -57,8 +57,7 @@ def main(data_dir: Path) -> dict[str, object]:
     test = test.sort_values("uuid").reset_index(drop=True)
     histograms = np.zeros((len(test), max(LandCover) + 1))
     for tile_id, rows in test.groupby("tile_id"):
-        with rasterio.open(truth_dir / "landcover" / f"{tile_id}.tif") as src:
-            landcover = src.read(1)
+        landcover = read_truth(truth_dir, LANDCOVER, tile_id)
         histograms[rows.index] = ring_histograms(landcover, rows["row"].to_numpy(int),
                                                  rows["col"].to_numpy(int))
     log_p = np.log(histograms + FLOOR)

@@ -170,10 +170,10 @@ def sample_patches(tiles: pd.DataFrame, truth_dir: Path, split: SpatialSplit, pa
                                        paired["row_off"].to_numpy(), paired["col_off"].to_numpy(),
                                        patch_size)
     candidates = np.flatnonzero(~straddles)
-    i, j = overlapping_pairs(patch_footprints(grid, tile[candidates], row_off[candidates],
-                                              col_off[candidates], patch_size), paired_outlines)
-    other = centre[candidates[i]] != paired["split"].to_numpy()[j]
-    overlaps[candidates[i[other]]] = True
+    i, _ = overlapping_pairs(patch_footprints(grid, tile[candidates], row_off[candidates],
+                                              col_off[candidates], patch_size), paired_outlines,
+                             centre[candidates], paired["split"].to_numpy())
+    overlaps[candidates[i]] = True
     keep = ~straddles & ~overlaps
     table = pd.DataFrame({"tile_id": grid.tile_ids[tile[keep]], "row_off": row_off[keep],
                           "col_off": col_off[keep], "split": centre[keep]})

@@ -146,10 +146,15 @@ def patch_footprints(grid: TileGrid, tile: np.ndarray, row_off: np.ndarray,
 
 
 def overlapping_pairs(footprints: np.ndarray, others: np.ndarray,
+                      apart: np.ndarray | None = None, other_apart: np.ndarray | None = None,
                       min_overlap: float = MIN_OVERLAP) -> tuple[np.ndarray, np.ndarray]:
     """Index pairs (i, j) where ``footprints[i]`` and ``others[j]`` share more than
-    ``min_overlap`` of the smaller one's area."""
+    ``min_overlap`` of the smaller one's area; with labels ``apart`` / ``other_apart``
+    (e.g. split codes), only pairs whose labels differ (checked before any area)."""
     i, j = shapely.STRtree(others).query(footprints, predicate="intersects")
+    if apart is not None:
+        differ = np.asarray(apart)[i] != np.asarray(other_apart)[j]
+        i, j = i[differ], j[differ]
     if not len(i):
         return i, j
     shared = shapely.area(shapely.intersection(footprints[i], others[j]))
@@ -232,24 +237,45 @@ class Pairing:
     grid: TileGrid
 
 
-def _overlaps_of_patches(grid: TileGrid, tile: np.ndarray, row_off: np.ndarray,
-                         col_off: np.ndarray, split: np.ndarray, size: int,
+def _near_another_tile(outlines: np.ndarray, tile: np.ndarray, lat: np.ndarray,
+                       lon: np.ndarray, reach_m: float) -> np.ndarray:
+    """Per patch centre (lat, lon) of ``tile``: whether it lies within ``reach_m`` of a
+    tile other than its own (tile outlines' bounding boxes, widened conservatively), the
+    only patches that can overlap another tile's."""
+    west, south, east, north = shapely.bounds(outlines).T
+    dlat = reach_m / 110_000.0  # metres per degree of latitude: at least 110.5 km
+    widest = np.minimum(np.maximum(np.abs(south), np.abs(north)) + dlat, 89.0)
+    dlon = reach_m / (111_000.0 * np.cos(np.radians(widest)))
+    boxes = shapely.box(west - dlon, south - dlat, east + dlon, north + dlat)
+    point, holder = shapely.STRtree(boxes).query(shapely.points(lon, lat))
+    other = holder != tile[point]
+    return np.bincount(point[other], minlength=len(lat)) > 0
+
+
+def _overlaps_of_patches(grid: TileGrid, outlines: np.ndarray, tile: np.ndarray,
+                         row_off: np.ndarray, col_off: np.ndarray, lat: np.ndarray,
+                         lon: np.ndarray, split: np.ndarray, size: int,
                          fractions: dict[str, float]) -> np.ndarray:
     """Per item, an item whose patch is in a more protected split and overlaps its patch
-    (-1 if none). Patches of one tile only touch, but tiles overlap (by kilometres at
-    every UTM zone line), and a patch takes the block of its centre, so overlapping
-    patches of two tiles can fall in two splits."""
-    keys = np.stack([tile, row_off, col_off], axis=1)
-    unique, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    inverse = inverse.ravel()
-    footprints = patch_footprints(grid, unique[:, 0], unique[:, 1], unique[:, 2], size)
-    i, j = overlapping_pairs(footprints, footprints)
-    patch_split = split[first]
+    (-1 if none). A patch takes the block of its centre (``lat``, ``lon``), so patches
+    that overlap can fall in two splits: a tile's last row and column of patches overlap
+    their neighbours, and tiles overlap (by kilometres at every UTM zone line). Only
+    those patches are compared, the rest cannot overlap."""
+    key = (tile.astype(np.int64) << 42) | (row_off.astype(np.int64) << 21) | col_off
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    t, r, c = tile[first], row_off[first], col_off[first]
+    reach = size * np.abs(grid.transforms[t, 0]).max() * np.sqrt(2)
+    candidate = ((r + 2 * size > grid.heights[t]) | (c + 2 * size > grid.widths[t])
+                 | _near_another_tile(outlines, t, lat[first], lon[first], reach))
+    picked = np.flatnonzero(candidate)
+    patch_split = split[first[picked]]
+    footprints = patch_footprints(grid, t[picked], r[picked], c[picked], size)
+    i, j = overlapping_pairs(footprints, footprints, patch_split, patch_split)
     rank = protection_order(fractions)
     yields = rank[patch_split[i]] > rank[patch_split[j]]
-    overlap_of_patch = np.full(len(unique), -1, np.int64)
-    overlap_of_patch[i[yields]] = first[j[yields]]
-    return overlap_of_patch[inverse]
+    overlap_of_patch = np.full(len(first), -1, np.int64)
+    overlap_of_patch[picked[i[yields]]] = first[picked[j[yields]]]
+    return overlap_of_patch[inverse.ravel()]
 
 
 def pair_points_arrays(lat: np.ndarray, lon: np.ndarray, tiles: pd.DataFrame, patch_size: int,
@@ -270,7 +296,8 @@ def pair_points_arrays(lat: np.ndarray, lon: np.ndarray, tiles: pd.DataFrame, pa
                                                inverse=True)
     blocks = world_blocks(centre_lat, centre_lon, block_km)
     splits = assign_splits(blocks, fractions, seed) if len(found) else np.empty(0, np.int8)
-    overlap = (_overlaps_of_patches(grid, t_found, row_off, col_off, splits, patch_size,
+    overlap = (_overlaps_of_patches(grid, np.asarray(tiles.geometry), t_found, row_off,
+                                    col_off, centre_lat, centre_lon, splits, patch_size,
                                     fractions) if len(found) else np.empty(0, np.int64))
 
     def full(values: np.ndarray, fill, dtype) -> np.ndarray:
