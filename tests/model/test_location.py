@@ -59,3 +59,26 @@ def test_geoclip_release_loads_with_fresh_heads_of_another_width(tmp_path):
     same_width = LocationEncoder(embed_dim=20, n_features=16, hidden_dim=24, depth=3,
                                  weights=str(tmp_path / "location_encoder_weights.pth"))
     assert torch.equal(same_width.branches[1][7].weight, release["LocEnc1.head.0.weight"])
+
+
+def test_location_embeddings_keep_their_precision_under_bf16_autocast():
+    """bf16-mixed is the GPU default: under autocast the Fourier features of points 100 m
+    and 1 km apart must differ as they do in float32 (in bf16 they round together)."""
+    torch.manual_seed(0)
+    encoder = LocationEncoder(embed_dim=128, hidden_dim=256, seed=0)
+    for module in encoder.modules():
+        if isinstance(module, torch.nn.Linear):  # trained-like weights, not near-zero heads
+            torch.nn.init.normal_(module.weight, std=module.in_features ** -0.5)
+    points = torch.tensor([[48.0, 9.0], [48.0009, 9.0], [48.009, 9.0]], dtype=torch.float64)
+    with torch.no_grad():
+        exact = encoder(points)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = encoder(points)
+    cosine = torch.nn.functional.cosine_similarity
+    assert (cosine(mixed.float(), exact, dim=-1) >= 0.999).all()
+    for far in (1, 2):  # 100 m and 1 km from the first point
+        exact_gap = 1 - cosine(exact[0], exact[far], dim=0)
+        mixed_gap = 1 - cosine(mixed[0].float(), mixed[far].float(), dim=0)
+        assert exact_gap > 0
+        assert float(mixed_gap) == pytest.approx(float(exact_gap), rel=0.01)
+    assert mixed.dtype == torch.float32

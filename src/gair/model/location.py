@@ -95,6 +95,10 @@ class LocationEncoder(nn.Module):
                           for i in range(len(self.branches)) for kind in ("weight", "bias")})
 
     def forward(self, latlon: torch.Tensor) -> torch.Tensor:
-        """Embed (lat, lon) in degrees, shape [..., 2], to [..., embed_dim]."""
-        xy = equal_earth_projection(latlon.float())
-        return sum(branch(xy) for branch in self.branches)
+        """Embed (lat, lon) in degrees, shape [..., 2], to [..., embed_dim], in float32
+        whatever the autocast: under bf16 (8 mantissa bits) the Fourier arguments of
+        points a kilometre apart round to the same value, and the encoder is a small share
+        of a step's cost."""
+        with torch.autocast(latlon.device.type, enabled=False):
+            xy = equal_earth_projection(latlon.float())
+            return sum(branch(xy) for branch in self.branches)
