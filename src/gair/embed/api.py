@@ -36,7 +36,7 @@ from gair.io.sentinel2 import (
     L2A_BANDS,
     MAX_TILE_PIXELS,
     TileRejected,
-    check_stack,
+    open_stack,
     read_patch,
     read_tile_index,
     tile_records,
@@ -338,12 +338,7 @@ def _read_rs_patch(path: Path, band_order: Sequence[str], bands: Sequence[str],
                    ) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
     """Reflectance x 10000 of ``bands``, its validity and the (lat, lon) centre of one
     stacked GeoTIFF, or :class:`TileRejected` with the reason ingest gives."""
-    try:
-        src = rasterio.open(path)
-    except RasterioError as error:
-        raise TileRejected("unreadable file", str(error)) from error
-    with src:
-        check_stack(src, band_order, pixel_size_m, max_pixels)
+    with open_stack(path, band_order, pixel_size_m, max_pixels) as src:
         try:
             raw = src.read([list(band_order).index(b) + 1 for b in bands])
         except RasterioError as error:

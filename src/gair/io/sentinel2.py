@@ -11,8 +11,9 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -265,15 +266,24 @@ def check_stack(src: rasterio.DatasetReader, band_order: Sequence[str], pixel_si
     _check_grid(src.transform, src.crs, pixel_size_m)
 
 
-def _stack_record(path: Path, root: Path, band_order: Sequence[str], baseline: str,
-                  default_baseline: str, pixel_size_m: float,
-                  max_pixels: int = MAX_TILE_PIXELS) -> dict[str, Any]:
+@contextmanager
+def open_stack(path: Path, band_order: Sequence[str], pixel_size_m: float,
+               max_pixels: int = MAX_TILE_PIXELS) -> Iterator[rasterio.DatasetReader]:
+    """A stacked GeoTIFF opened and passed through :func:`check_stack`, or
+    :class:`TileRejected` (``unreadable file`` when it does not open)."""
     try:
         src = rasterio.open(path)
     except RasterioError as error:
         raise TileRejected("unreadable file", str(error)) from error
     with src:
         check_stack(src, band_order, pixel_size_m, max_pixels)
+        yield src
+
+
+def _stack_record(path: Path, root: Path, band_order: Sequence[str], baseline: str,
+                  default_baseline: str, pixel_size_m: float,
+                  max_pixels: int = MAX_TILE_PIXELS) -> dict[str, Any]:
+    with open_stack(path, band_order, pixel_size_m, max_pixels) as src:
         rel = path.relative_to(root).as_posix()
         pb, source = _processing_baseline(src.tags(), [path.name], baseline, default_baseline)
         return {
