@@ -181,6 +181,20 @@ class TeacherParams(_Strict):
     rs_weights: str | None = Field(default=None, description="e.g. CROMA_base.pt")
 
 
+class PerformanceParams(_Strict):
+    """How fast a step runs, never what it computes (not stored in checkpoints).
+
+    ``compile``: ``torch.compile`` the RS and SV encoders and the teachers (static
+    shapes: training batches are all full; the first steps compile). ``float32_matmul_
+    precision``: ``high`` lets float32 matmuls use TF32 on GPUs; under bf16-mixed the
+    only float32 matmuls are those kept in float32 for their precision (the losses'
+    logits), so the default stays ``highest``."""
+
+    compile: bool = False
+    compile_backend: str = "inductor"
+    float32_matmul_precision: Literal["highest", "high", "medium"] = "highest"
+
+
 class CheckpointParams(_Strict):
     # Median rank, not R@1: on a few hundred validation views R@1 moves in steps of one hit
     # and picked an early epoch by chance (the sample world's test R@1 fell to chance).
@@ -199,6 +213,7 @@ class PretrainParams(_Strict):
     optimizer: OptimizerParams = OptimizerParams()
     data: DataParams = DataParams()
     trainer: TrainerParams = TrainerParams()
+    performance: PerformanceParams = PerformanceParams()
     checkpoint: CheckpointParams = CheckpointParams()
 
     def needs_launcher(self) -> bool:

@@ -64,3 +64,14 @@ def test_geolocalisation_with_identical_embeddings_is_exact():
     np.testing.assert_array_equal(predicted, gallery_latlon[[2, 0]])
     assert errors[0] == 0.0 and errors[1] == pytest.approx(1.0, abs=0.01)
     assert metrics["acc@1km"] == 0.5 and metrics["acc@25km"] == 1.0
+
+
+def test_retrieval_in_chunks_equals_the_whole_matrix():
+    """Validation ranks queries in chunks (never the [N, N] matrix): the same metrics."""
+    generator = torch.Generator().manual_seed(0)
+    queries, gallery = torch.randn(37, 6, generator=generator), torch.randn(37, 6, generator=generator)
+    gallery[10] = gallery[11]  # a tie
+    groups = np.array([i // 3 for i in range(37)])
+    whole = ranking_metrics(queries @ gallery.T, groups)
+    for chunk in (1, 5, 37, 100):
+        assert retrieval_metrics(queries, gallery, groups, chunk=chunk) == whole

@@ -114,3 +114,22 @@ def test_half_grid_offsets_equal_the_official_scale_with_halved_offset_weights()
     with torch.no_grad():
         official.imnet.weight[:, -2:] *= 2
     assert not torch.allclose(legacy(feat, coord), official(feat, coord), atol=1e-3)
+
+
+def test_nili_keeps_cells_and_offsets_in_float32_under_bf16_autocast():
+    """Under bf16-mixed the token grid arrives in bf16; the query coordinate must not
+    follow it (1/256 steps pick the wrong cell near the border: cosine to fp32 fell to
+    -0.16 before), and points a tenth of a cell apart stay as far apart as in fp32."""
+    torch.manual_seed(0)
+    nili = NILI(64, 64)
+    grid = torch.randn(8, 64, 12, 12).bfloat16()
+    coord = torch.rand(8, 200, 2) * 2 - 1
+    near = torch.tensor([[[0.9, 0.9], [0.9 + 0.2 / 12, 0.9]]])
+    with torch.no_grad():
+        exact, exact_near = nili(grid.float(), coord), nili(grid[:1].float(), near)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed, mixed_near = nili(grid, coord), nili(grid[:1], near)
+    mixed, mixed_near = mixed.float(), mixed_near.float()
+    assert torch.nn.functional.cosine_similarity(mixed, exact, dim=-1).min() >= 0.999
+    gap = (exact_near[0, 0] - exact_near[0, 1]).norm()
+    assert (mixed_near[0, 0] - mixed_near[0, 1]).norm() == pytest.approx(float(gap), rel=0.01)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
@@ -95,3 +96,21 @@ def test_pretrain_params_validate_and_know_when_to_launch():
     assert PretrainParams(**tiny_pretrain_params(num_nodes=2)).needs_launcher()
     with pytest.raises(ValueError, match="blr"):
         PretrainParams(**(tiny_pretrain_params() | {"optimizer": {"blr": -1}}))
+
+
+@pytest.mark.slow
+def test_compiled_encoders_resume_a_run_and_keep_their_names(tiny_shards, tmp_path):
+    """``performance`` changes how fast a run goes, not what it computes: switching
+    compilation on resumes an interrupted run, and checkpoints keep the plain names."""
+    spec = _spec(tiny_shards, tmp_path / "r")
+    with pytest.raises(RuntimeError, match="killed"):
+        run_pretraining(spec, callbacks=[_Crash()])
+    compiled = spec | {"params": spec["params"] | {"performance": {
+        "compile": True, "compile_backend": "eager", "float32_matmul_precision": "highest"}}}
+    resumed = run_pretraining(compiled)
+    assert resumed["global_step"] == 8 and resumed["epochs"] == 2
+    state = torch.load(resumed["last_checkpoint"], weights_only=True)["state_dict"]
+    assert "model.rs_encoder.vit.patch_embed.proj.weight" in state
+    assert not any("_orig_mod" in key for key in state)
+    history = pd.read_csv(tmp_path / "r" / "logs" / "version_0" / "metrics.csv")
+    assert history["epoch"].max() == 0, "the first launch stopped in its second epoch"

@@ -11,35 +11,68 @@ EARTH_RADIUS_KM = 6371.0088
 GEOLOCALISATION_RADII_KM = (1.0, 25.0, 200.0, 750.0, 2500.0)  # street .. continent (GeoCLIP)
 
 
+RANKING_CHUNK = 4096
+"""Query rows scored at a time by :func:`retrieval_metrics`: the whole score matrix of
+50,000 queries would take 10 GB."""
+
+
 def retrieval_metrics(queries: torch.Tensor, gallery: torch.Tensor,
-                      groups: np.ndarray | None = None) -> dict[str, float]:
+                      groups: np.ndarray | None = None, chunk: int = RANKING_CHUNK,
+                      ) -> dict[str, float]:
     """Recall@k and median rank of item i of ``gallery`` for query i (cosine similarity).
 
     Ties count against the query (a constant embedding ranks last, never first). With
     ``groups`` (one id per item, e.g. the RS patch a view is in), also the same metrics
     one scale coarser, ``patch_*``: the rank of the best item of the query's own group
     among the items of other groups (+1), and its chance ``chance_patch_r@1`` (the mean
-    group size over the gallery size).
+    group size over the gallery size). Scored ``chunk`` queries at a time.
     """
-    return ranking_metrics(queries.float() @ gallery.float().T, groups)
+    queries, gallery = queries.float(), gallery.float()
+    codes = _group_codes(groups)
+    blocks = [_block_ranks(queries[start:start + chunk] @ gallery.T, start, codes)
+              for start in range(0, len(queries), chunk)]
+    return _metrics(blocks, len(gallery), codes)
 
 
 def ranking_metrics(similarity: torch.Tensor, groups: np.ndarray | None = None) -> dict[str, float]:
     """:func:`retrieval_metrics` from a [N, N] score matrix (higher is more similar)."""
-    true = similarity.diagonal()[:, None]
+    codes = _group_codes(groups)
+    return _metrics([_block_ranks(similarity, 0, codes)], similarity.shape[1], codes)
+
+
+def _group_codes(groups: np.ndarray | None) -> torch.Tensor | None:
+    if groups is None:
+        return None
+    return torch.from_numpy(np.unique(np.asarray(groups), return_inverse=True)[1])
+
+
+def _block_ranks(similarity: torch.Tensor, start: int, codes: torch.Tensor | None,
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Ranks (and group ranks) of the queries ``start ..`` whose scores are the rows of
+    ``similarity``; their own items are the gallery's items ``start ..``."""
+    rows = torch.arange(len(similarity))
+    true = similarity[rows, start + rows][:, None]
     # A query whose scores are not all finite (a diverged model) ranks last, not first:
     # comparisons with NaN are false, which would otherwise make it rank 0.
     finite = torch.isfinite(similarity).all(dim=1)
     last = similarity.shape[1]
-    metrics = _recalls(torch.where(finite, (similarity >= true).sum(dim=1), last), "")
-    metrics["chance_r@1"] = 1.0 / similarity.shape[1]
-    if groups is not None:
-        codes = torch.from_numpy(np.unique(np.asarray(groups), return_inverse=True)[1])
-        same = codes[:, None] == codes[None, :]
-        best_own = similarity.masked_fill(~same, -torch.inf).max(dim=1, keepdim=True).values
-        others = ((similarity >= best_own) & ~same).sum(dim=1)
-        metrics |= _recalls(torch.where(finite, others + 1, last), "patch_")
-        metrics["chance_patch_r@1"] = float(same.sum(dim=1).float().mean()) / similarity.shape[1]
+    ranks = torch.where(finite, (similarity >= true).sum(dim=1), last)
+    if codes is None:
+        return ranks, None
+    same = codes[start:start + len(similarity), None] == codes[None, :]
+    best_own = similarity.masked_fill(~same, -torch.inf).max(dim=1, keepdim=True).values
+    others = ((similarity >= best_own) & ~same).sum(dim=1)
+    return ranks, torch.where(finite, others + 1, last)
+
+
+def _metrics(blocks: list[tuple[torch.Tensor, torch.Tensor | None]], gallery_size: int,
+             codes: torch.Tensor | None) -> dict[str, float]:
+    metrics = _recalls(torch.cat([ranks for ranks, _ in blocks]), "")
+    metrics["chance_r@1"] = 1.0 / gallery_size
+    if codes is not None:
+        metrics |= _recalls(torch.cat([patch for _, patch in blocks]), "patch_")
+        group_sizes = torch.bincount(codes)[codes]
+        metrics["chance_patch_r@1"] = float(group_sizes.float().mean()) / gallery_size
     return metrics
 
 

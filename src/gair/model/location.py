@@ -48,7 +48,9 @@ class GaussianFourierFeatures(nn.Module):
         self.register_buffer("b", b)
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
-        projected = 2.0 * math.pi * v @ self.b.to(v.dtype).T
+        # A sum of products, not a matmul: a GPU may run float32 matmuls in TF32 (10
+        # mantissa bits), which would move arguments of thousands of radians by whole turns.
+        projected = 2.0 * math.pi * (v[..., None, :] * self.b.to(v.dtype)).sum(-1)
         return torch.cat([torch.cos(projected), torch.sin(projected)], dim=-1)
 
 

@@ -77,36 +77,40 @@ class NILI(nn.Module):
         if feat.ndim != 4 or coord.ndim != 3 or coord.shape[-1] != 2:
             raise ValueError(f"expected feat [B, C, H, W] and coord [B, Q, 2], got "
                              f"{tuple(feat.shape)} and {tuple(coord.shape)}")
-        coord = coord.to(feat.dtype)
         if self.mode != "nili":
-            sampled = F.grid_sample(feat, coord[:, None], mode=self.mode, align_corners=False,
-                                    padding_mode="border")
+            sampled = F.grid_sample(feat, coord.to(feat.dtype)[:, None], mode=self.mode,
+                                    align_corners=False, padding_mode="border")
             return sampled[:, :, 0].permute(0, 2, 1)
+        # Coordinates, cells, offsets and blending weights stay in float32 whatever the
+        # autocast: in bf16 a query's coordinate moves by up to 1/256 (a third of a cell of
+        # a 12 x 12 grid near the border), picking the wrong cell and offset.
+        coord = coord.to(torch.promote_types(feat.dtype, torch.float32))
         batch, channels, height, width = feat.shape
         if self.feat_unfold:
             feat = F.unfold(feat, 3, padding=1).view(batch, channels * 9, height, width)
-        centres = cell_centres(height, width, feat.device, feat.dtype).expand(batch, 2, height, width)
+        cells = feat.flatten(2).transpose(1, 2)  # [B, H*W, C']
+        rows = torch.arange(batch, device=feat.device)[:, None]
         half_x, half_y = 1.0 / width, 1.0 / height  # half a cell in [-1, 1] units
         scale = 1.0 if self.offset_scale == "grid" else 0.5
         shifts = [(sx, sy) for sx in (-1, 1) for sy in (-1, 1)] if self.local_ensemble else [(0, 0)]
         predictions, areas = [], []
         for sx, sy in shifts:
-            shifted = coord.clone()
-            shifted[..., 0] += sx * half_x + _EPS
-            shifted[..., 1] += sy * half_y + _EPS
-            shifted = shifted.clamp(-1 + _EPS, 1 - _EPS)
-            grid = shifted[:, None]  # [B, 1, Q, 2]
-            q_feat = F.grid_sample(feat, grid, mode="nearest", align_corners=False)[:, :, 0]
-            q_centre = F.grid_sample(centres, grid, mode="nearest", align_corners=False)[:, :, 0]
-            q_feat, q_centre = q_feat.permute(0, 2, 1), q_centre.permute(0, 2, 1)
-            relative = coord - q_centre
-            relative = torch.stack([relative[..., 0] * width * scale,
-                                    relative[..., 1] * height * scale], -1)
-            predictions.append(self.imnet(torch.cat([q_feat, relative], dim=-1)))
+            shifted_x = (coord[..., 0] + sx * half_x + _EPS).clamp(-1 + _EPS, 1 - _EPS)
+            shifted_y = (coord[..., 1] + sy * half_y + _EPS).clamp(-1 + _EPS, 1 - _EPS)
+            # The cell holding the shifted point (grid_sample's nearest cell, exactly).
+            col = ((shifted_x + 1) * (width / 2)).floor().long().clamp(0, width - 1)
+            row = ((shifted_y + 1) * (height / 2)).floor().long().clamp(0, height - 1)
+            q_feat = cells[rows, row * width + col]  # [B, Q, C']
+            centre_x = (2 * col + 1).to(coord.dtype) / width - 1
+            centre_y = (2 * row + 1).to(coord.dtype) / height - 1
+            relative = torch.stack([(coord[..., 0] - centre_x) * width * scale,
+                                    (coord[..., 1] - centre_y) * height * scale], -1)
+            predictions.append(self.imnet(torch.cat([q_feat, relative.to(q_feat.dtype)], -1)))
             areas.append((relative[..., 0] * relative[..., 1]).abs() + 1e-9)
         if not self.local_ensemble:
             return predictions[0]
         # Each cell is weighted by the area of the diagonally opposite sub-rectangle.
         areas = [areas[3], areas[2], areas[1], areas[0]]
         total = sum(areas)
-        return sum(p * (a / total)[..., None] for p, a in zip(predictions, areas, strict=True))
+        blended = sum(p.to(a.dtype) * (a / total)[..., None] for p, a in zip(predictions, areas, strict=True))
+        return blended.to(predictions[0].dtype)

@@ -21,7 +21,7 @@ from typing import Any
 import lightning as L
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
 from gair.contract import OFFICIAL_BAND_MEAN, OFFICIAL_BAND_STD, PreprocessingContract
@@ -67,7 +67,8 @@ def prepare_run_dir(run_dir: Path, spec: dict[str, Any], resume: bool) -> Path |
     run_dir.mkdir(parents=True, exist_ok=True)
     spec_path = run_dir / SPEC_NAME
     last = run_dir / "checkpoints" / LAST
-    interrupted = (spec_path.is_file() and json.loads(spec_path.read_text()) == spec
+    interrupted = (spec_path.is_file()
+                   and _what_is_computed(json.loads(spec_path.read_text())) == _what_is_computed(spec)
                    and not (run_dir / SUMMARY_NAME).exists())
     if interrupted and resume and last.is_file() and (error := checkpoint_load_error(last)):
         aside = run_dir / f"{CORRUPT}{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
@@ -84,12 +85,27 @@ def prepare_run_dir(run_dir: Path, spec: dict[str, Any], resume: bool) -> Path |
     return last if (resume and interrupted and last.is_file()) else None
 
 
+def _what_is_computed(spec: dict[str, Any]) -> dict[str, Any]:
+    """A run specification without its performance settings, which change how fast a
+    run goes, not its result: switching ``compile`` on resumes the run."""
+    params = {k: v for k, v in spec.get("params", {}).items() if k != "performance"}
+    return spec | {"params": params}
+
+
 # ShardedPairs gives every (rank, worker) slot its own part and an exact length; resuming
 # reuses the run folder on purpose.
 for _message in (r".*`__len__` could be inaccurate.*", r".*has `__len__` defined.*",
                  r"Checkpoint directory .* exists and is not empty",
                  r"Found \d+ module\(s\) in eval mode"):  # the frozen distillation teachers
     warnings.filterwarnings("ignore", message=_message)
+
+
+def _progress_bar(trainer_cfg: dict[str, Any]) -> list[TQDMProgressBar]:
+    """The bar reads its metrics from the device (a host sync): it refreshes as often as
+    the logger writes, not every step."""
+    if not trainer_cfg.get("enable_progress_bar", True):
+        return []
+    return [TQDMProgressBar(refresh_rate=trainer_cfg.get("log_every_n_steps", 50))]
 
 
 def run_pretraining(spec: dict[str, Any], callbacks: list | None = None) -> dict[str, Any]:
@@ -128,6 +144,10 @@ def run_pretraining(spec: dict[str, Any], callbacks: list | None = None) -> dict
         seed=params["seed"], patch_size_px=int(patch_size), preprocessing=preprocessing,
         teachers=params.get("teachers"), **params["optimizer"],
     )
+    performance = params.get("performance") or {}
+    torch.set_float32_matmul_precision(performance.get("float32_matmul_precision", "highest"))
+    if performance.get("compile"):
+        system.compile_encoders(performance.get("compile_backend", "inductor"))
     accelerator = trainer_cfg.pop("accelerator", "auto")
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
                                  monitor=params["checkpoint"]["monitor"],
@@ -144,6 +164,7 @@ def run_pretraining(spec: dict[str, Any], callbacks: list | None = None) -> dict
         # A new log version per launch: a resumed run appends, never overwrites, its history.
         logger=CSVLogger(run_dir, name="logs"),
         callbacks=[checkpoint, last, LearningRateMonitor(logging_interval="step"),
+                   *_progress_bar(trainer_cfg),
                    *(callbacks or [])],
         enable_model_summary=False,
         reload_dataloaders_every_n_epochs=1,  # so each epoch's loader knows its epoch
