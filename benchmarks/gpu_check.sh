@@ -1,19 +1,50 @@
 #!/usr/bin/env bash
-# The GPU checks run on a lent accelerator (its image has torch and timm, not this venv):
-# NILI on CUDA in bf16, then paper-scale training-step throughput in bf16.
+# The GPU checks, a few minutes on one NVIDIA GPU: the training step runs without host
+# syncs, then paper-scale throughput (model alone, then end to end through the real data
+# path, compiled and not) and the loader at the paper format. One JSON line per benchmark.
+#
+#   PYTHON=.venv/bin/python benchmarks/gpu_check.sh     (the project's environment)
+#
+# On a machine whose Python lacks some of the project's dependencies, put their wheels in
+# .whl/ (README "GPUs" says how) and they are installed to /tmp/site first.
 set -euo pipefail
-export PYTHONPATH=src
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if compgen -G ".whl/*.whl" >/dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 MLFLOW_DISABLE_TELEMETRY=true
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-python3 - <<'PY'
+"$PY" - <<'PY'
+# Any operation that waits for the GPU inside the training step raises here.
 import torch
-from gair.model import NILI
-nili = NILI(768, 768).cuda()
-feat = torch.randn(4, 768, 12, 12, device="cuda")
-coord = torch.rand(4, 7, 2, device="cuda") * 2 - 1
-with torch.autocast("cuda", dtype=torch.bfloat16):
-    out = nili(feat, coord)
-print({"nili_cuda_bf16": list(out.shape), "dtype": str(out.dtype), "finite": bool(torch.isfinite(out).all())})
+import yaml
+from gair.model import GAIR, GAIRConfig, GAIRLoss, LossConfig
+
+raw = yaml.safe_load(open("conf/gpu/parameters_pretrain.yml"))["pretrain"]
+raw["model"]["rs_encoder"].pop("weights", None)
+model = GAIR(GAIRConfig(**raw["model"])).cuda().train()
+loss = GAIRLoss(LossConfig(**raw["loss"])).cuda().train()
+optimizer = torch.optim.AdamW(list(model.parameters()), lr=1e-4, fused=True)
+batch = {"rs": torch.rand(8, 10, 96, 96), "sv": torch.rand(8, 3, 224, 224),
+         "query": torch.rand(8, 2) * 2 - 1, "latlon": torch.rand(8, 2) * 60}
+batch = {k: v.cuda() for k, v in batch.items()}
+for step in range(3):
+    torch.cuda.set_sync_debug_mode("error" if step else "default")  # step 0 warms up
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        terms = loss(model(batch["rs"], batch["sv"], batch["query"], batch["latlon"]),
+                     batch["latlon"], model.location_encoder)
+    optimizer.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    optimizer.step()
+torch.cuda.set_sync_debug_mode("default")
+print({"host_syncs_in_step": 0, "loss_dtype": str(terms["loss"].dtype)})
 PY
 for batch in 64 256; do
-  python3 benchmarks/bench_train_step.py --paper-scale --device cuda --batch "$batch" --steps 5
+  "$PY" benchmarks/bench_train_step.py --paper-scale --device cuda --batch "$batch" --steps 10
 done
+"$PY" benchmarks/bench_gpu_pretrain.py --batch 256 --steps 50 --warmup 10 --workers 12
+"$PY" benchmarks/bench_gpu_pretrain.py --batch 256 --steps 50 --warmup 5 --workers 12 --no-compile
+"$PY" benchmarks/bench_loader.py --workers 12

@@ -10,6 +10,9 @@ import pytest
 # Keep every tool offline and quiet, whatever the caller's environment.
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# Runs log to a temporary store (temporary_conf, tests/training), never a caller's server.
+os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 from gair.io.directories import replace_directory
 from gair.sample_world import (
@@ -105,6 +108,9 @@ def temporary_conf(root: Path, parameters: dict[str, dict] | None = None) -> Pat
     globals_["data_dir"] = str(root / "data")
     globals_["sweep_best_parameters_file"] = str(conf / "sweep" / "parameters_pretrain.yml")
     (conf / "base" / "globals.yml").write_text(yaml.safe_dump(globals_))
+    shared = yaml.safe_load((conf / "base" / "parameters.yml").read_text())
+    shared["tracking"]["local_dir"] = str(root / "mlruns")  # not the project's mlruns/
+    (conf / "base" / "parameters.yml").write_text(yaml.safe_dump(shared))
     for stem, content in (parameters or {}).items():
         (conf / "base" / f"{stem}.yml").write_text(yaml.safe_dump(content))
     return conf

@@ -128,13 +128,14 @@ def test_ruff_is_clean(project):
 
 @pytest.mark.parametrize("env", ["local", "gpu"])
 def test_every_environment_parameters_validate(project, env):
-    from gair.parameters import IngestParams, PairParams, PretrainParams
+    from gair.parameters import IngestParams, PairParams, PretrainParams, TrackingParams
     from gair.sample_world import SampleWorldConfig
 
     loader = OmegaConfigLoader(conf_source=str(project / "conf"), base_env="base",
                                default_run_env=env)
     parameters = loader["parameters"]
     SampleWorldConfig(**parameters["sample_world"])
+    TrackingParams(**parameters["tracking"])
     IngestParams(**parameters["ingest"])
     PairParams(**parameters["pair"])
     pretrain = PretrainParams(**parameters["pretrain"])

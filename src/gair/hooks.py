@@ -8,6 +8,17 @@ from kedro.framework.hooks import hook_impl
 
 SWEEP_STORAGE_CREDENTIALS = "sweep_storage_credentials"
 """The catalog entry the sweep node reads its database credentials from."""
+TRACKING_CREDENTIALS = "tracking_credentials"
+"""The catalog entry the tracking nodes read the MLflow tracking URI's credentials from."""
+
+
+def _named_entry(reference: Any, conf_creds: dict[str, Any] | None) -> dict[str, Any]:
+    """{NAME: entry} for a parameter that reads ``credentials:NAME``, else {}."""
+    if not (isinstance(reference, str) and reference.startswith("credentials:")):
+        return {}
+    name = reference.removeprefix("credentials:")
+    # A missing entry fails where it is used, not in every other run.
+    return {name: conf_creds[name]} if name in (conf_creds or {}) else {}
 
 
 class SweepStorageCredentialsHook:
@@ -18,10 +29,16 @@ class SweepStorageCredentialsHook:
     @hook_impl
     def after_catalog_created(self, catalog, conf_creds: dict[str, Any],
                               parameters: dict[str, Any]) -> None:
-        storage = parameters.get("params:sweep.storage")
-        entries = {}
-        if isinstance(storage, str) and storage.startswith("credentials:"):
-            name = storage.removeprefix("credentials:")
-            # A missing entry fails when the sweep opens its storage, not every other run.
-            entries = {name: conf_creds[name]} if name in (conf_creds or {}) else {}
-        catalog[SWEEP_STORAGE_CREDENTIALS] = entries
+        catalog[SWEEP_STORAGE_CREDENTIALS] = _named_entry(
+            parameters.get("params:sweep.storage"), conf_creds)
+
+
+class TrackingCredentialsHook:
+    """Hands the nodes that log to MLflow the credentials entry that
+    ``tracking.tracking_uri: credentials:NAME`` names, as the sweep's hook does."""
+
+    @hook_impl
+    def after_catalog_created(self, catalog, conf_creds: dict[str, Any],
+                              parameters: dict[str, Any]) -> None:
+        catalog[TRACKING_CREDENTIALS] = _named_entry(
+            parameters.get("params:tracking.tracking_uri"), conf_creds)

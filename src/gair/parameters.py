@@ -347,3 +347,36 @@ class EmbedParams(_Strict):
     lon_column: str = "lon"
     device: str = "cpu"
     batch_size: int = Field(default=64, ge=1)
+
+
+class TrackingParams(_Strict):
+    """Experiment tracking beside the CSV logs (``tracking:`` in ``parameters.yml``): MLflow
+    runs for pretraining, sweep trials and evaluation metrics, and TensorBoard event files."""
+
+    # A refused value is not echoed in the error: it may hold a password.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    mlflow: bool = True
+    tracking_uri: str | None = Field(
+        default=None, description="null: $MLFLOW_TRACKING_URI if set, else a SQLite store in "
+        "local_dir | env:VAR | credentials:NAME | a URI without a password")
+    experiment: str = Field(default="gair", min_length=1)
+    tensorboard: bool = True
+    local_dir: str = Field(default="mlruns", description="the local MLflow store (mlflow.db, "
+                           "artifacts/) and the TensorBoard logs (tensorboard/)")
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _no_password(cls, value: str | None) -> str | None:
+        if value is None or "://" not in value:  # env:VAR, credentials:NAME
+            return value
+        from gair.sweep.study import redact_url, url_passwords
+
+        if url_passwords(value):
+            raise ValueError(
+                f"tracking.tracking_uri {redact_url(value)} holds a password, and parameters "
+                "are shown in plain text (kedro viz, logs). Put the URI in "
+                "conf/local/credentials.yml as `mlflow_tracking: {url: ...}` and set "
+                "`tracking_uri: credentials:mlflow_tracking`, or export it as "
+                "MLFLOW_TRACKING_URI and leave `tracking_uri: null`")
+        return value

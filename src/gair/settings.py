@@ -2,9 +2,9 @@
 
 from kedro.config import OmegaConfigLoader
 
-from gair.hooks import SweepStorageCredentialsHook
+from gair.hooks import SweepStorageCredentialsHook, TrackingCredentialsHook
 
-HOOKS = (SweepStorageCredentialsHook(),)
+HOOKS = (SweepStorageCredentialsHook(), TrackingCredentialsHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -1,16 +1,28 @@
-"""Training shards: what goes in comes out, bytes are reproducible, readers are disjoint."""
+"""Training shards: what goes in comes out, each patch is stored once, bytes are
+reproducible, readers are disjoint."""
 
 from __future__ import annotations
 
+import io
 import itertools
+import tarfile
 
 import numpy as np
 import pytest
+import torch
 
 from gair.geo.pairing import pair_points
 from gair.io.directories import read_manifest, replace_directory
 from gair.io.sentinel2 import GAIR_BANDS, read_tile_index
-from gair.io.shards import ExtractionSettings, extract_shards, read_shard, shards_for_worker
+from gair.io.shards import (
+    ExtractionSettings,
+    extract_shards,
+    patch_key,
+    read_encoded_shard,
+    read_shard,
+    shards_for_worker,
+    write_shard,
+)
 from gair.io.streetscapes import read_street_views
 
 SETTINGS = ExtractionSettings(patch_size=32, min_valid_fraction=0.5, sv_short_side=40,
@@ -70,9 +82,69 @@ def test_samples_round_trip_through_the_shards(extracted):
             assert sample["rs"].shape == (10, 32, 32) and sample["rs"].dtype == np.uint16
             assert sample["valid"].shape == (32, 32) and sample["valid"].dtype == bool
             assert sample["valid"].mean() >= 0.5
-            assert min(sample["sv"].size) <= 40
+            assert sample["sv"].dtype == torch.uint8 and sample["sv"].shape[0] == 3
+            assert min(sample["sv"].shape[1:]) <= 40
             seen.add(sample["key"])
     assert seen == set(pairs["uuid"])
+
+
+def test_each_patch_is_stored_once_per_shard_and_shared_by_its_views(extracted):
+    directory, _, pairs, _ = extracted
+    by_uuid = pairs.set_index("uuid")
+    shared = 0
+    for shard in sorted(directory.rglob("*.tar")):
+        with tarfile.open(shard) as tar:
+            stored = [m.name.partition(".")[0] for m in tar if m.name.endswith(".rs.npy")]
+        mine = pairs[pairs["shard"] == str(shard.relative_to(directory))]
+        assert sorted(stored) == sorted(patch_key(p) for p in mine["patch_id"].unique())
+        patches = {}
+        for sample in read_encoded_shard(shard):
+            assert sample.meta["patch_key"] == patch_key(by_uuid.loc[sample.key, "patch_id"])
+            patches.setdefault(sample.patch.key, []).append(sample.patch)
+        for views in patches.values():
+            assert all(p is views[0] for p in views), "views share their patch's bytes"
+            shared += len(views) > 1
+    assert shared > 0, "some patch has several views"
+
+
+def test_a_shard_of_the_former_layout_is_refused(tmp_path):
+    """Before patches were stored once, each view carried its own copy: such a shard
+    says it must be written again instead of reading as empty."""
+    rs, valid = np.zeros((10, 4, 4), np.uint16), np.ones((4, 4), bool)
+    write_shard(tmp_path / "new.tar", [{"key": "patch-1", "rs": rs, "valid": valid, "views": [
+        {"key": "view", "sv_jpeg": b"", "meta": {"uuid": "view"}}]}])
+    with tarfile.open(tmp_path / "new.tar") as new, \
+            tarfile.open(tmp_path / "old.tar", "w", format=tarfile.PAX_FORMAT) as old:
+        payloads = {m.name.partition(".")[2]: new.extractfile(m).read() for m in new}
+        for kind in ("sv.jpg", "rs.npy", "valid.npy", "json"):
+            payload = b'{"uuid": "view"}' if kind == "json" else payloads[kind]
+            info = tarfile.TarInfo(f"view.{kind}")
+            info.size = len(payload)
+            old.addfile(info, io.BytesIO(payload))
+    assert [s.key for s in read_encoded_shard(tmp_path / "new.tar")] == ["view"]
+    with pytest.raises(ValueError, match="rerun the pair pipeline"):
+        list(read_encoded_shard(tmp_path / "old.tar"))
+
+
+@pytest.mark.parametrize("sv_size", [None, 48, 30, 20, 8])
+def test_street_views_decode_as_pil_decodes_them(sv_size):
+    """At full scale by torchvision (faster), at a reduced DCT scale by PIL's draft: the
+    pixels PIL gives either way."""
+    from PIL import Image
+
+    from gair.io.shards import decode_sv
+
+    rng = np.random.default_rng(0)
+    pixels = np.clip(rng.normal(120, 40, (1, 1, 3)) + rng.normal(0, 25, (60, 80, 3)), 0, 255)
+    jpeg = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(jpeg, format="JPEG", quality=90)
+    expected = Image.open(io.BytesIO(jpeg.getvalue()))
+    if sv_size:
+        expected.draft("RGB", (sv_size, sv_size))
+    expected = torch.from_numpy(np.array(expected.convert("RGB"))).permute(2, 0, 1)
+    decoded = decode_sv(jpeg.getvalue(), sv_size)
+    assert decoded.dtype == torch.uint8 and torch.equal(decoded, expected)
+    assert min(decoded.shape[1:]) == {None: 60, 48: 60, 30: 30, 20: 30, 8: 15}[sv_size]
 
 
 def test_shards_are_byte_identical_with_parallel_extraction(extracted, small_world, tmp_path):
@@ -94,8 +166,6 @@ def test_ranks_and_workers_read_disjoint_shards(extracted, world_size, num_worke
 def test_street_views_are_stored_upright_and_bounded(tmp_path):
     """A portrait photo stored landscape with EXIF Orientation 6 is stored portrait; a
     header declaring 30000 x 30000 px is refused before decoding."""
-    import io
-
     from PIL import Image
 
     from gair.io.images import ImageRejected

@@ -102,21 +102,24 @@ def test_published_recipe_trains_and_its_checkpoint_loads(tiny_shards, teacher_f
 
 
 def test_official_jitter_is_torchvision_color_jitter_on_three_bands():
-    x = torch.rand(10, 8, 8)
-    for seed in range(4):
-        out = official_rs_jitter(x, random.Random(seed))
-        draw = random.Random(seed)
-        brightness, contrast = draw.uniform(0.8, 1.2), draw.uniform(0.8, 1.2)
-        order = ["b", "c"] if draw.random() >= 0.5 else ["c", "b"]
-        bands = list(OFFICIAL_JITTER_BANDS)
-        expected = x[bands]
-        for step in order:
-            jitter = v2.ColorJitter(brightness=(brightness, brightness)) if step == "b" else \
-                v2.ColorJitter(contrast=(contrast, contrast))
+    """Batched, with each sample's factors and order, as ColorJitter on each sample."""
+    x = torch.rand(6, 10, 8, 8)
+    draws = [random.Random(seed) for seed in range(len(x))]
+    factors = [(draw.uniform(0.8, 1.2), draw.uniform(0.8, 1.2), draw.random() < 0.5)
+               for draw in draws]
+    brightness, contrast, contrast_first = (torch.tensor(column) for column in zip(*factors, strict=True))
+    out = official_rs_jitter(x, brightness.float(), contrast.float(), contrast_first)
+    bands = list(OFFICIAL_JITTER_BANDS)
+    others = [b for b in range(10) if b not in bands]
+    assert contrast_first.any() and not contrast_first.all(), "both orders are exercised"
+    for n, (b, c, first) in enumerate(factors):
+        expected = x[n, bands]
+        for step in (["c", "b"] if first else ["b", "c"]):
+            jitter = v2.ColorJitter(brightness=(b, b)) if step == "b" else \
+                v2.ColorJitter(contrast=(c, c))
             expected = jitter(expected)
-        assert torch.allclose(out[bands], expected, atol=1e-6)
-        others = [b for b in range(10) if b not in bands]
-        assert torch.equal(out[others], x[others])
+        assert torch.allclose(out[n, bands], expected, atol=1e-6)
+        assert torch.equal(out[n, others], x[n, others])
 
 
 def test_jitter_and_band_statistics_need_the_official_normalisation():

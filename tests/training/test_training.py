@@ -14,8 +14,10 @@ from gair.training.data import PairsDataModule, band_statistics
 from tests.training.conftest import TINY_MODEL, tiny_pretrain_params
 
 
-def _spec(shards, run_dir, **trainer) -> dict:
-    params = PretrainParams(**tiny_pretrain_params(**trainer), run_dir=str(run_dir))
+def _spec(shards, run_dir, workers: int = 0, **trainer) -> dict:
+    raw = tiny_pretrain_params(**trainer)
+    raw["data"]["num_workers"] = workers
+    params = PretrainParams(**raw, run_dir=str(run_dir))
     return {"shards_dir": str(shards), "run_dir": str(run_dir),
             "params": params.model_dump(mode="json")}
 
@@ -26,8 +28,16 @@ def test_datamodule_batches(tiny_shards):
     contract = PreprocessingContract.for_training(mean, std, 32, TINY_MODEL)
     module = PairsDataModule(str(tiny_shards), 4, contract, 0, 0, 8)
     module.setup()
-    batch = next(iter(module.train_dataloader()))
+    compact = next(iter(module.train_dataloader()))
+    # What travels to the device: stored reflectance, uint8 street views, the draws.
+    assert compact["rs"].shape == (4, 10, 32, 32) and compact["rs"].dtype == torch.uint16
+    assert compact["valid"].shape == (4, 32, 32) and compact["valid"].dtype == torch.bool
+    assert compact["sv"].shape == (4, 3, 16, 16) and compact["sv"].dtype == torch.uint8
+    assert compact["augment"]["sv_factors"].shape == (4, 3)
+    batch = module.on_after_batch_transfer(compact, 0)
     assert batch["rs"].shape == (4, 10, 16, 16) and batch["sv"].shape == (4, 3, 16, 16)
+    assert batch["rs"].dtype == batch["sv"].dtype == torch.float32
+    assert batch.keys() == {"rs", "sv", "query", "latlon", "uuid"}
     assert batch["query"].shape == (4, 2) and batch["query"].abs().max() <= 1
     assert batch["latlon"].shape == (4, 2)
     assert len(module.train_set) % 4 == 0
@@ -40,7 +50,7 @@ def test_slots_yield_equal_disjoint_parts(tiny_shards):
     train = table[table["split"] == "train"]
     counts = {str(tiny_shards / k): int(v) for k, v in train["shard"].value_counts().items()}
     for shuffle in (False, True):
-        dataset = ShardedPairs([tiny_shards / s for s in counts], counts, lambda s, rng=None: s["key"],
+        dataset = ShardedPairs([tiny_shards / s for s in counts], counts, lambda s, rng: s.key,
                                shuffle=shuffle, buffer_size=4)
         for slots in (1, 2, 3, len(counts) + 2):
             parts = [list(dataset.iter_slot(slot, slots)) for slot in range(slots)]
@@ -58,14 +68,18 @@ class _Crash(Callback):
 
 
 @pytest.mark.slow
-def test_resumed_run_ends_like_an_uninterrupted_one(tiny_shards, tmp_path):
-    straight = run_pretraining(_spec(tiny_shards, tmp_path / "a"))
-    spec = _spec(tiny_shards, tmp_path / "b")
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resumed_run_ends_like_an_uninterrupted_one(tiny_shards, tmp_path, workers):
+    """With workers, the resumed run's fresh workers start at epoch 1 and the straight
+    run's persistent workers are told it: both must see the same batches."""
+    straight = run_pretraining(_spec(tiny_shards, tmp_path / "a", workers))
+    spec = _spec(tiny_shards, tmp_path / "b", workers)
     with pytest.raises(RuntimeError, match="killed"):
         run_pretraining(spec, callbacks=[_Crash()])
     assert (tmp_path / "b" / "checkpoints" / "last.ckpt").is_file()
     resumed = run_pretraining(spec)
-    assert resumed["global_step"] == straight["global_step"] == 8
+    # Two epochs of 4 batches; two worker slots hold one batch each of the tiny world.
+    assert resumed["global_step"] == straight["global_step"] == {0: 8, 2: 4}[workers]
     final_a = torch.load(tmp_path / "a" / "checkpoints" / "last.ckpt", weights_only=True)
     final_b = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=True)
     for name, tensor in final_a["state_dict"].items():

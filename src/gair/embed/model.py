@@ -11,21 +11,24 @@ from typing import Any
 
 import numpy as np
 import torch
+from torchvision.transforms.v2 import functional as TF
 
 from gair.contract import CONTRACT_KEY, ContractError, LocationContract, PreprocessingContract
 from gair.io.directories import staging_path
 from gair.model import GAIR, GAIRConfig
 from gair.model.official import convert_official, is_official
 from gair.model.weights import WeightsError, load_into, read_state_dict, tensors_of
-from gair.training.data import PairTransform
+from gair.training.data import PairDecoder, preprocess_rs, preprocess_sv, resize_sv
 
 
 @dataclass
 class FrozenGAIR:
-    """A GAIR model in eval mode, its preprocessing contract and the matching transform.
+    """A GAIR model in eval mode, its preprocessing contract and the matching decoder of
+    stored samples (validation's).
 
     The ``encode_*`` methods take arrays in the contract's units, check them against it,
-    and return L2-normalised embeddings as float32 numpy arrays, in batches.
+    preprocess them as training's validation does (``gair.training.data``), and return
+    L2-normalised embeddings as float32 numpy arrays, in batches.
     """
 
     model: GAIR
@@ -34,7 +37,7 @@ class FrozenGAIR:
     device: torch.device
 
     def __post_init__(self) -> None:
-        self.transform = PairTransform(self.contract, train=False)
+        self.decoder = PairDecoder(self.contract, train=False)
 
     @torch.no_grad()
     def encode_rs(self, reflectance: np.ndarray, valid: np.ndarray | None = None,
@@ -46,8 +49,10 @@ class FrozenGAIR:
         reflectance = np.asarray(reflectance)
         if valid is None:
             valid = (reflectance != self.contract.rs.nodata).all(axis=1)
-        rs = torch.stack([self.transform.rs(r, v) for r, v in zip(reflectance, valid, strict=True)])
-        grid, pooled = self.model.encode_rs(rs.to(self.device))
+        rs = preprocess_rs(torch.from_numpy(np.ascontiguousarray(reflectance)).to(self.device),
+                           torch.from_numpy(np.ascontiguousarray(valid, bool)).to(self.device),
+                           self.contract.rs)
+        grid, pooled = self.model.encode_rs(rs)
         return grid.float().cpu().numpy(), pooled.float().cpu().numpy()
 
     @torch.no_grad()
@@ -61,8 +66,9 @@ class FrozenGAIR:
     @torch.no_grad()
     def encode_street_views(self, images: list) -> np.ndarray:
         """Embeddings [N, D] of street views given as RGB PIL images (0-255)."""
-        sv = torch.stack([self.transform.sv(image) for image in images])
-        return self.model.encode_sv(sv.to(self.device)).float().cpu().numpy()
+        sv = torch.stack([resize_sv(TF.pil_to_tensor(image), self.contract.sv) for image in images])
+        sv = preprocess_sv(sv.to(self.device), self.contract.sv)
+        return self.model.encode_sv(sv).float().cpu().numpy()
 
     @torch.no_grad()
     def encode_locations(self, latlon: np.ndarray, batch_size: int = 8192) -> np.ndarray:

@@ -12,10 +12,12 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import torch
+from torch.utils.data import default_collate
 from tqdm.auto import tqdm
 
 from gair.embed.model import FrozenGAIR
-from gair.io.shards import SAMPLES_TABLE, read_shard
+from gair.io.shards import SAMPLES_TABLE, read_encoded_shard
+from gair.training.data import preprocess_batch
 
 PAIR_EMBEDDINGS = ("sv", "rs_query", "rs_centre", "rs_global", "location")
 """Embedding columns of :func:`embed_pairs`: ``GAIR.forward``'s, and ``rs_centre``, the
@@ -49,23 +51,25 @@ def embed_pairs(frozen: FrozenGAIR, shards_dir: Path, batch_size: int = 64) -> g
     shards_dir = Path(shards_dir)
     samples = pd.read_parquet(shards_dir / SAMPLES_TABLE)
     shards = sorted(samples["shard"].unique())
-    model, transform = frozen.model, frozen.transform
+    model = frozen.model
     rows: list[dict[str, Any]] = []
-    stream = (s for shard in shards for s in read_shard(shards_dir / shard, frozen.contract.sv.size_px))
+    # Decoded and preprocessed exactly as training's validation batches.
+    stream = (frozen.decoder(s) for shard in shards for s in read_encoded_shard(shards_dir / shard))
     with tqdm(total=len(samples), desc="embed pairs", unit="pair", disable=None) as progress:
-        for batch in _batches(stream, batch_size):
-            items = [transform(s) for s in batch]
-            rs, sv, query, latlon = (torch.stack([i[k] for i in items]).to(frozen.device)
-                                     for k in ("rs", "sv", "query", "latlon"))
+        for items in _batches(stream, batch_size):
+            batch = {k: v.to(frozen.device) if torch.is_tensor(v) else v
+                     for k, v in default_collate(items).items()}
+            batch = preprocess_batch(batch, frozen.contract)
+            rs, sv, query, latlon = (batch[k] for k in ("rs", "sv", "query", "latlon"))
             with torch.no_grad():  # GAIR.forward's embeddings, plus the query at the centre
                 grid, rs_global = model.encode_rs(rs)
                 out = {"sv": model.encode_sv(sv), "rs_query": model.query_rs(grid, query),
                        "rs_centre": model.query_rs(grid, torch.zeros_like(query)),
                        "rs_global": rs_global, "location": model.encode_location(latlon)}
             arrays = {k: out[k].float().cpu().numpy() for k in PAIR_EMBEDDINGS}
-            for n, item in enumerate(items):
-                rows.append({"uuid": item["uuid"]} | {k: arrays[k][n] for k in PAIR_EMBEDDINGS})
-            progress.update(len(batch))
+            for n, uuid in enumerate(batch["uuid"]):
+                rows.append({"uuid": uuid} | {k: arrays[k][n] for k in PAIR_EMBEDDINGS})
+            progress.update(len(items))
     embedded = pd.DataFrame(rows)
     meta = samples[["uuid", "split", "tile_id", "patch_id", "lat", "lon", "qx", "qy"]]
     table = meta.merge(embedded, on="uuid", how="inner", validate="one_to_one")

@@ -1,24 +1,31 @@
 """Training shards: RS patches and street views with their query coordinates, as tar files.
 
-The layout is WebDataset's: each sample is a group of tar members sharing a key (the
-street view's uuid): ``<key>.sv.jpg`` (the street view, resized near training size),
-``<key>.rs.npy`` (uint16, (10, P, P): reflectance x 10000 of GAIR's bands, BOA offset
-removed), ``<key>.valid.npy`` (bool, (P, P): pixels with data) and ``<key>.json`` (ids,
-location, query coordinate, split). Tar files stream sequentially, and ranks and
-DataLoader workers read disjoint sets of shards (:func:`shards_for_worker`).
+The layout is WebDataset's: tar members grouped by key. Each RS patch is stored once per
+shard, before the street views that see it: ``<patch key>.rs.npy`` (uint16, (10, P, P):
+reflectance x 10000 of GAIR's bands, BOA offset removed) and ``<patch key>.valid.npy``
+(bool, (P, P): pixels with data). Each street view (key: its uuid) follows as
+``<uuid>.sv.jpg`` (resized near training size) and ``<uuid>.json`` (ids, location, query
+coordinate, split, and ``patch_key``, its patch). Tar files stream sequentially, and ranks
+and DataLoader workers read disjoint sets of shards (:func:`shards_for_worker`).
+:func:`read_encoded_shard` yields the stored bytes (cheap to hold in a shuffle buffer: the
+views of a patch share its bytes); :func:`decode_sample` decodes one, and
+:func:`read_shard` does both.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import io
 import json
 import logging
+import math
 import tarfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +36,9 @@ from tqdm.auto import tqdm
 from gair.io.images import MAX_IMAGE_PIXELS, ImageRejected, load_rgb
 from gair.io.rejects import rejects_frame
 from gair.io.sentinel2 import GAIR_BANDS, read_patch, tile_records
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -50,44 +60,130 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def write_shard(path: Path, samples: Sequence[dict[str, Any]]) -> None:
-    """Write samples (``key``, ``sv_jpeg`` bytes, ``rs``, ``valid``, ``meta``) to a tar."""
+def patch_key(patch_id: str) -> str:
+    """The tar key of a patch: its id hashed (ids hold dots, which end a WebDataset key)."""
+    return "patch-" + hashlib.blake2b(patch_id.encode(), digest_size=8).hexdigest()
+
+
+def write_shard(path: Path, patches: Sequence[dict[str, Any]]) -> None:
+    """Write patches to a tar: ``key``, ``rs``, ``valid`` and ``views``, the street views
+    that see the patch (``key``, ``sv_jpeg`` bytes, ``meta``; ``patch_key`` is added to
+    ``meta``). Each patch is written once, followed by its views."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
-        for sample in samples:
-            key = sample["key"]
-            _add_member(tar, f"{key}.sv.jpg", sample["sv_jpeg"])
-            _add_member(tar, f"{key}.rs.npy", _npy_bytes(sample["rs"]))
-            _add_member(tar, f"{key}.valid.npy", _npy_bytes(sample["valid"]))
-            _add_member(tar, f"{key}.json", json.dumps(sample["meta"], sort_keys=True).encode())
+        for patch in patches:
+            _add_member(tar, f"{patch['key']}.rs.npy", _npy_bytes(patch["rs"]))
+            _add_member(tar, f"{patch['key']}.valid.npy", _npy_bytes(patch["valid"]))
+            for view in patch["views"]:
+                meta = view["meta"] | {"patch_key": patch["key"]}
+                _add_member(tar, f"{view['key']}.sv.jpg", view["sv_jpeg"])
+                _add_member(tar, f"{view['key']}.json", json.dumps(meta, sort_keys=True).encode())
+
+
+@dataclass(frozen=True)
+class EncodedPatch:
+    """An RS patch as stored: the bytes of its ``.rs.npy`` and ``.valid.npy`` members."""
+
+    key: str
+    rs_npy: bytes
+    valid_npy: bytes
+
+
+@dataclass(frozen=True)
+class EncodedSample:
+    """A street view as stored (JPEG bytes, metadata) and the patch it sees, shared with
+    the other views of that patch."""
+
+    key: str
+    sv_jpeg: bytes
+    meta: dict[str, Any]
+    patch: EncodedPatch
+
+
+def _member_groups(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {kind: payload}) of consecutive tar members sharing a key."""
+    key, group = None, {}
+    with tarfile.open(path, "r|") as tar:
+        for member in tar:
+            name, _, kind = member.name.partition(".")
+            if group and name != key:
+                yield key, group
+                group = {}
+            key = name
+            group[kind] = tar.extractfile(member).read()
+    if group:
+        yield key, group
+
+
+def read_encoded_shard(path: Path) -> Iterator[EncodedSample]:
+    """Stream the street views of one shard, undecoded, each with its patch's bytes."""
+    patch = None
+    for key, group in _member_groups(path):
+        if "rs.npy" in group:
+            patch = EncodedPatch(key, group["rs.npy"], group["valid.npy"])
+        if "json" not in group:
+            continue
+        meta = json.loads(group["json"])
+        if patch is None or meta.get("patch_key") != patch.key:
+            raise ValueError(f"{path}: street view {key} does not follow its patch "
+                             f"({meta.get('patch_key')}); shards written before patches were "
+                             "stored once must be written again (rerun the pair pipeline)")
+        yield EncodedSample(key, group["sv.jpg"], meta, patch)
+
+
+def decode_sv(jpeg: bytes, sv_size: int | None = None) -> torch.Tensor:
+    """A stored street view as RGB uint8 [3, H, W]. With ``sv_size``, decoded at the
+    smallest JPEG DCT scale (1/2, 1/4, 1/8) that still covers ``sv_size`` on the short side
+    (PIL's draft: much cheaper when training far below storage size); at full scale by
+    torchvision's decoder, which gives PIL's pixels in two thirds of the time."""
+    import torch  # here: the pair pipeline imports this module, and Kedro should start fast
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    image = Image.open(io.BytesIO(jpeg))  # reads the header only
+    if sv_size and min(image.size) >= 2 * sv_size:
+        image.draft("RGB", (sv_size, sv_size))
+        return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+    return decode_jpeg(torch.frombuffer(bytearray(jpeg), dtype=torch.uint8),
+                       mode=ImageReadMode.RGB)
+
+
+@functools.lru_cache(maxsize=256)
+def _npy_header(header: bytes) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, Fortran order, dtype) of an ``.npy`` header."""
+    stream = io.BytesIO(header)
+    major, _ = np.lib.format.read_magic(stream)
+    read = np.lib.format.read_array_header_1_0 if major == 1 else \
+        np.lib.format.read_array_header_2_0
+    return read(stream)
+
+
+def _load_npy(payload: bytes) -> np.ndarray:
+    """``np.load`` of stored bytes, with each distinct header parsed once (every patch of a
+    shard has the same: parsing it costs more than copying the array out)."""
+    size = 2 if payload[6] == 1 else 4  # the header length: uint16 in version 1, then uint32
+    start = 8 + size + int.from_bytes(payload[8 : 8 + size], "little")
+    shape, fortran, dtype = _npy_header(payload[:start])
+    data = np.frombuffer(payload, dtype, count=math.prod(shape), offset=start)
+    return data.reshape(shape, order="F" if fortran else "C").copy()
+
+
+def decode_patch(patch: EncodedPatch) -> tuple[np.ndarray, np.ndarray]:
+    """(reflectance x 10000 uint16 [10, P, P], valid bool [P, P]) of a stored patch."""
+    return _load_npy(patch.rs_npy), _load_npy(patch.valid_npy)
+
+
+def decode_sample(sample: EncodedSample, sv_size: int | None = None) -> dict[str, Any]:
+    """A stored sample decoded: ``key``, ``sv`` (uint8 [3, H, W], see :func:`decode_sv`),
+    ``rs``, ``valid`` (see :func:`decode_patch`) and ``meta``."""
+    rs, valid = decode_patch(sample.patch)
+    return {"key": sample.key, "sv": decode_sv(sample.sv_jpeg, sv_size), "rs": rs,
+            "valid": valid, "meta": sample.meta}
 
 
 def read_shard(path: Path, sv_size: int | None = None) -> Iterator[dict[str, Any]]:
-    """Stream the samples of one shard: ``sv`` (PIL image), ``rs``, ``valid``, ``meta``.
-
-    With ``sv_size``, JPEGs are decoded at the smallest DCT scale (1/2, 1/4, 1/8) that still
-    covers ``sv_size`` on the short side: much cheaper when training below storage size.
-    """
-    current: dict[str, Any] = {}
-    with tarfile.open(path, "r|") as tar:
-        for member in tar:
-            key, _, kind = member.name.partition(".")
-            payload = tar.extractfile(member).read()
-            if current and current["key"] != key:
-                yield current
-                current = {}
-            current["key"] = key
-            if kind == "sv.jpg":
-                image = Image.open(io.BytesIO(payload))
-                if sv_size:
-                    image.draft("RGB", (sv_size, sv_size))
-                current["sv"] = image.convert("RGB")
-            elif kind in ("rs.npy", "valid.npy"):
-                current[kind.split(".")[0]] = np.load(io.BytesIO(payload), allow_pickle=False)
-            elif kind == "json":
-                current["meta"] = json.loads(payload)
-    if current:
-        yield current
+    """Stream the samples of one shard, decoded (:func:`decode_sample`)."""
+    for sample in read_encoded_shard(path):
+        yield decode_sample(sample, sv_size)
 
 
 def shards_for_worker(paths: Sequence[Path], rank: int = 0, world_size: int = 1,
@@ -121,7 +217,7 @@ def _extract_shard(task: dict[str, Any]) -> tuple[list[dict], list[dict]]:
     """Read one shard's patches and street views, write it, report accepted and rejected."""
     settings: ExtractionSettings = task["settings"]
     size = settings.patch_size
-    accepted, rejected, samples = [], [], []
+    accepted, rejected, patches = [], [], []
     rows = pd.DataFrame(task["rows"])
     for patch_id, group in rows.groupby("patch_id", sort=False):
         first = group.iloc[0]
@@ -134,6 +230,7 @@ def _extract_shard(task: dict[str, Any]) -> tuple[list[dict], list[dict]]:
                 rejected.append({"item": uuid, "reason": "patch read failed", "detail": str(error)})
             continue
         fraction = float(valid.mean())
+        views = []
         for record in group.to_dict("records"):
             r = int(np.floor(record["row"])) - int(record["row_off"])
             c = int(np.floor(record["col"])) - int(record["col_off"])
@@ -156,11 +253,13 @@ def _extract_shard(task: dict[str, Any]) -> tuple[list[dict], list[dict]]:
             meta = {k: record[k] for k in ("uuid", "patch_id", "tile_id", "lat", "lon",
                                            "qx", "qy", "split")}
             meta |= {"bands": list(GAIR_BANDS), "patch_valid_fraction": fraction}
-            samples.append({"key": record["uuid"], "sv_jpeg": sv_jpeg, "rs": reflectance,
-                            "valid": valid, "meta": meta})
+            views.append({"key": record["uuid"], "sv_jpeg": sv_jpeg, "meta": meta})
             accepted.append(record | {"patch_valid_fraction": fraction, "shard": task["shard"]})
-    if samples:
-        write_shard(task["out_dir"] / task["shard"], samples)
+        if views:
+            patches.append({"key": patch_key(patch_id), "rs": reflectance, "valid": valid,
+                            "views": views})
+    if patches:
+        write_shard(task["out_dir"] / task["shard"], patches)
     return accepted, rejected
 
 
@@ -169,8 +268,8 @@ def extract_shards(candidates: pd.DataFrame, tiles: pd.DataFrame, sentinel2_dir:
                    samples_per_shard: int, workers: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Write the shards of all candidate pairs; return the accepted pairs and the rejects.
 
-    Candidates are grouped by split, then tile and patch (so each patch is read once per
-    shard), and cut into shards of ``samples_per_shard``; shards are extracted by
+    Candidates are grouped by split, then tile and patch (so each patch is read and stored
+    once per shard), and cut into shards of ``samples_per_shard``; shards are extracted by
     ``workers`` processes with a progress bar.
     """
     ordered = candidates.sort_values(["split", "tile_id", "patch_id", "uuid"], kind="stable")

@@ -12,6 +12,7 @@ URL is shown its password reads ``***``.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -24,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import optuna
@@ -34,6 +35,9 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
 from gair.parameters import PretrainParams, with_overrides
+
+if TYPE_CHECKING:
+    from gair.tracking import Tracking
 
 logger = logging.getLogger(__name__)
 
@@ -248,8 +252,13 @@ def _callbacks(trial: optuna.Trial, settings: SweepSettings, pruning: bool) -> l
     return callbacks
 
 
-def make_objective(settings: SweepSettings, base_params: dict[str, Any], shards_dir: Path):
-    """The objective: a short pretraining run with the trial's values, scored by the metric."""
+def make_objective(settings: SweepSettings, base_params: dict[str, Any], shards_dir: Path,
+                   tracking: Tracking | None = None, study_run_id: str | None = None):
+    """The objective: a short pretraining run with the trial's values, scored by the metric.
+
+    With ``tracking``, each trial's pretraining logs to its own TensorBoard folder and
+    MLflow run (nested under ``study_run_id``, the study's run); :class:`TrialTracker`
+    adds the trial's values and outcome to that run when the trial ends."""
     from gair.training.run import run_pretraining
 
     pruning = settings.pruner.get("type", "median") != "none"
@@ -268,7 +277,9 @@ def make_objective(settings: SweepSettings, base_params: dict[str, Any], shards_
             params = trial_params(suggest(trial, settings.search_space), run_dir)
             spec = {"shards_dir": str(shards_dir), "run_dir": str(run_dir),
                     "params": params.model_dump(mode="json")}
-            summary = run_pretraining(spec, callbacks=_callbacks(trial, settings, pruning))
+            summary = run_pretraining(spec, callbacks=_callbacks(trial, settings, pruning),
+                                      tracking=_trial_tracking(trial, settings, tracking,
+                                                               study_run_id))
         except Diverged as error:
             trial.set_user_attr("reason", f"diverged: {error}")
             raise optuna.TrialPruned(f"diverged: {error}") from error
@@ -302,9 +313,84 @@ def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
                 trial.user_attrs.get("reason", ""))
 
 
+def _trial_tracking(trial: optuna.Trial, settings: SweepSettings, tracking: Tracking | None,
+                    study_run_id: str | None) -> Tracking | None:
+    """Where a trial's pretraining logs: its own TensorBoard folder and MLflow run."""
+    if tracking is None:
+        return None
+    from dataclasses import replace
+
+    from gair.tracking import start_run
+
+    where = tracking.for_run(f"sweep/{settings.study_name}/trial-{trial.number:05d}",
+                             _trial_tags(settings, trial.number))
+    if where.tracking_uri is None:
+        return where
+    run_id = start_run(where, parent_run_id=study_run_id)
+    trial.set_user_attr("mlflow_run_id", run_id)
+    return replace(where, run_id=run_id)
+
+
+def _trial_tags(settings: SweepSettings, number: int) -> dict[str, str]:
+    return {"gair.pipeline": "sweep", "gair.study": settings.study_name,
+            "gair.trial": str(number)}
+
+
+class TrialTracker:
+    """The study as an MLflow run, and each trial as a run nested under it, with the
+    trial's values, objective value, state and reason (an Optuna callback; the trial's
+    training curves are in the same run when the objective is :func:`make_objective`'s)."""
+
+    def __init__(self, tracking: Tracking, settings: SweepSettings, storage_url: str):
+        from gair.tracking import find_run, log_to_run, start_run
+
+        self.tracking, self.settings = tracking, settings
+        tags = {"gair.pipeline": "sweep", "gair.role": "study", "gair.study": settings.study_name}
+        # Every worker (and every restart) of a study logs under one study run.
+        self.run_id = find_run(tracking, tags)
+        if self.run_id is None:
+            self.run_id = start_run(tracking.for_run(f"sweep/{settings.study_name}"), tags)
+        log_to_run(tracking, self.run_id, params={
+            "metric": settings.metric, "direction": settings.direction,
+            "total_trials": settings.total_trials, "seed": settings.seed,
+            "pruner": settings.pruner, "budget": settings.budget,
+            "search_space": settings.search_space,
+        }, tags={"gair.storage": redact_url(storage_url)})
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        from gair.tracking import log_to_run, start_run, trial_status
+
+        run_id = trial.user_attrs.get("mlflow_run_id") or start_run(
+            self.tracking.for_run(f"sweep/{self.settings.study_name}/trial-{trial.number:05d}",
+                                  _trial_tags(self.settings, trial.number)),
+            parent_run_id=self.run_id)
+        log_to_run(self.tracking, run_id, params=trial.params,
+                   metrics={"objective": trial.value} if trial.value is not None else None,
+                   step=trial.user_attrs.get("steps") or 0,
+                   tags={"optuna.state": trial.state.name, "gair.objective": self.settings.metric,
+                         "optuna.reason": trial.user_attrs.get("reason", "")},
+                   status=trial_status(trial.state.name))
+
+    def finish(self, study: optuna.Study) -> None:
+        """The study's counts and best value so far on the study run."""
+        from gair.tracking import log_to_run
+
+        finished = study.get_trials(deepcopy=False, states=_FINISHED)
+        counts = {f"trials/{s.name.lower()}": sum(t.state == s for t in finished)
+                  for s in _FINISHED}
+        best = study.best_trial if counts["trials/complete"] else None
+        log_to_run(self.tracking, self.run_id, step=len(finished), status="FINISHED",
+                   metrics=counts | ({"best_objective": best.value} if best else {}),
+                   tags={"gair.best_trial": str(best.number) if best else "",
+                         "gair.best_params": json.dumps(best.params) if best else ""})
+
+
 def run_study(settings: SweepSettings, base_params: dict[str, Any], shards_dir: Path,
-              objective=None) -> optuna.Study:
-    """Run this worker's trials of the shared study, within the study's total budget."""
+              objective=None, tracking: Tracking | None = None) -> optuna.Study:
+    """Run this worker's trials of the shared study, within the study's total budget.
+
+    With ``tracking``, the study is an MLflow run and each trial one nested under it
+    (:class:`TrialTracker`), and each trial's pretraining logs to TensorBoard."""
     url = resolve_storage(settings)
     done = len(open_study(settings).get_trials(deepcopy=False, states=_FINISHED))
     study = open_study(settings, worker_seed(settings, done))
@@ -313,15 +399,21 @@ def run_study(settings: SweepSettings, base_params: dict[str, Any], shards_dir: 
                 "its budget", settings.study_name, redact_url(url), done, max(remaining, 0))
     if remaining <= 0:
         return study
+    tracker = (TrialTracker(tracking, settings, url)
+               if tracking is not None and tracking.tracking_uri else None)
     with passwords_masked_in_errors(url):  # a database error while the study runs
         study.optimize(
-            objective or make_objective(settings, base_params, shards_dir),
+            objective or make_objective(settings, base_params, shards_dir, tracking,
+                                        tracker.run_id if tracker else None),
             # MaxTrialsCallback stops every worker once the whole study reaches its budget.
             n_trials=min(settings.n_trials, remaining),
-            callbacks=[MaxTrialsCallback(settings.total_trials, states=_COUNTED), _log_trial],
+            callbacks=[MaxTrialsCallback(settings.total_trials, states=_COUNTED), _log_trial,
+                       *([tracker] if tracker else [])],
             catch=(Exception,),
             gc_after_trial=True,
         )
+    if tracker is not None:
+        tracker.finish(study)
     counts = {s.name: len(study.get_trials(deepcopy=False, states=(s,))) for s in
               (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)}
     best = study.best_trial if counts["COMPLETE"] else None

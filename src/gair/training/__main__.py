@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+from gair.tracking import Tracking
 from gair.training.run import run_pretraining
 
 
@@ -16,7 +17,9 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         raise SystemExit("usage: python -m gair.training <spec.json>")
-    run_pretraining(json.loads(Path(args[0]).read_text()))
+    spec = json.loads(Path(args[0]).read_text())
+    # The Kedro node's tracking travels beside the spec (not part of it: see tracking.py).
+    run_pretraining(spec, tracking=Tracking.from_spec(spec.pop("tracking", None)))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from lightning.pytorch.loggers import CSVLogger
 from gair.contract import OFFICIAL_BAND_MEAN, OFFICIAL_BAND_STD, PreprocessingContract
 from gair.io.shards import read_shard
 from gair.parameters import PretrainParams
+from gair.tracking import Tracking, masked_errors, tracking_loggers
 from gair.training.data import PairsDataModule, band_statistics
 from gair.training.system import GAIRPretraining
 
@@ -108,18 +109,10 @@ def _progress_bar(trainer_cfg: dict[str, Any]) -> list[TQDMProgressBar]:
     return [TQDMProgressBar(refresh_rate=trainer_cfg.get("log_every_n_steps", 50))]
 
 
-def run_pretraining(spec: dict[str, Any], callbacks: list | None = None) -> dict[str, Any]:
-    """Train GAIR as ``spec`` says; return (and write) the run summary on rank 0.
-
-    ``callbacks`` are extra Lightning callbacks (e.g. a profiler, or a test's crash).
-    """
-    params = spec["params"]
-    run_dir = Path(spec["run_dir"])
-    shards_dir = Path(spec["shards_dir"])
-    trainer_cfg = dict(params["trainer"])
-    L.seed_everything(params["seed"], workers=True)
-    ckpt = prepare_run_dir(run_dir, spec, params["resume"]) if _is_launcher() else \
-        _existing_last(run_dir, params["resume"])
+def build_training(params: dict[str, Any], shards_dir: Path,
+                   ) -> tuple[GAIRPretraining, PairsDataModule]:
+    """The Lightning system and DataModule that ``params`` (a dumped ``PretrainParams``)
+    describe over the shards in ``shards_dir``, with the performance settings applied."""
     data_cfg = params["data"]
     samples = shards_dir / "samples.parquet"
     table = pd.read_parquet(samples, columns=["split", "shard"])
@@ -140,7 +133,7 @@ def run_pretraining(spec: dict[str, Any], callbacks: list | None = None) -> dict
     )
     system = GAIRPretraining(
         model=model_cfg, loss=params["loss"], band_mean=band_mean, band_std=band_std,
-        accumulate_grad_batches=trainer_cfg.get("accumulate_grad_batches", 1),
+        accumulate_grad_batches=params["trainer"].get("accumulate_grad_batches", 1),
         seed=params["seed"], patch_size_px=int(patch_size), preprocessing=preprocessing,
         teachers=params.get("teachers"), **params["optimizer"],
     )
@@ -148,6 +141,25 @@ def run_pretraining(spec: dict[str, Any], callbacks: list | None = None) -> dict
     torch.set_float32_matmul_precision(performance.get("float32_matmul_precision", "highest"))
     if performance.get("compile"):
         system.compile_encoders(performance.get("compile_backend", "inductor"))
+    return system, datamodule
+
+
+def run_pretraining(spec: dict[str, Any], callbacks: list | None = None,
+                    tracking: Tracking | None = None) -> dict[str, Any]:
+    """Train GAIR as ``spec`` says; return (and write) the run summary on rank 0.
+
+    ``callbacks`` are extra Lightning callbacks (e.g. a profiler, or a test's crash);
+    ``tracking`` adds TensorBoard and MLflow logs to the CSV logs (None: CSV only).
+    """
+    params = spec["params"]
+    run_dir = Path(spec["run_dir"])
+    shards_dir = Path(spec["shards_dir"])
+    trainer_cfg = dict(params["trainer"])
+    L.seed_everything(params["seed"], workers=True)
+    ckpt = prepare_run_dir(run_dir, spec, params["resume"]) if _is_launcher() else \
+        _existing_last(run_dir, params["resume"])
+    system, datamodule = build_training(params, shards_dir)
+    band_mean, band_std = system.hparams.band_mean, system.hparams.band_std
     accelerator = trainer_cfg.pop("accelerator", "auto")
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
                                  monitor=params["checkpoint"]["monitor"],
@@ -162,16 +174,17 @@ def run_pretraining(spec: dict[str, Any], callbacks: list | None = None) -> dict
         precision=_precision(trainer_cfg.pop("precision", None), accelerator),
         deterministic=not torch.cuda.is_available() or accelerator == "cpu",
         # A new log version per launch: a resumed run appends, never overwrites, its history.
-        logger=CSVLogger(run_dir, name="logs"),
+        logger=[CSVLogger(run_dir, name="logs"),
+                *tracking_loggers(run_dir, spec, tracking, resuming=ckpt is not None)],
         callbacks=[checkpoint, last, LearningRateMonitor(logging_interval="step"),
                    *_progress_bar(trainer_cfg),
                    *(callbacks or [])],
         enable_model_summary=False,
-        reload_dataloaders_every_n_epochs=1,  # so each epoch's loader knows its epoch
         **trainer_cfg,
     )
     # weights_only: resuming never runs pickled code from a checkpoint file.
-    trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+    with masked_errors(tracking):  # an error showing the tracking URI's password
+        trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
     summary = {
         "best_checkpoint": checkpoint.best_model_path,
         "last_checkpoint": str(run_dir / "checkpoints" / LAST),
@@ -187,24 +200,28 @@ def run_pretraining(spec: dict[str, Any], callbacks: list | None = None) -> dict
     return summary
 
 
-def pretrain(shards_dir: Path, params: PretrainParams) -> dict[str, Any]:
+def pretrain(shards_dir: Path, params: PretrainParams,
+             tracking: Tracking | None = None) -> dict[str, Any]:
     """Train GAIR on the shards as ``params`` say; return the run summary.
 
     One device runs in this process; more devices (or nodes) run under the multi-device
     entry point ``python -m gair.training``, launched here and waited for, so the caller
-    (a Kedro node) is never re-executed per rank.
+    (a Kedro node) is never re-executed per rank. ``tracking``: see :func:`run_pretraining`.
     """
     run_dir = Path(params.run_dir)
     spec = {"shards_dir": str(shards_dir), "run_dir": str(run_dir),
             "params": params.model_dump(mode="json")}
     if not params.needs_launcher():
-        return run_pretraining(spec)
+        return run_pretraining(spec, tracking=tracking)
     run_dir.mkdir(parents=True, exist_ok=True)
     spec_file = run_dir.parent / f"{run_dir.name}.{SPEC_NAME}"
-    spec_file.write_text(json.dumps(spec, indent=1))
+    # A tracking URI with a password reaches the ranks through their environment only.
+    entry, tracking_env = tracking.to_spec() if tracking is not None else (None, {})
+    spec_file.write_text(json.dumps(spec | ({"tracking": entry} if entry else {}), indent=1))
     logger.info("Launching multi-device pretraining: %s -m gair.training %s",
                 sys.executable, spec_file)
-    subprocess.run([sys.executable, "-m", "gair.training", str(spec_file)], check=True)
+    subprocess.run([sys.executable, "-m", "gair.training", str(spec_file)], check=True,
+                   env=os.environ | tracking_env)
     return json.loads((run_dir / SUMMARY_NAME).read_text())
 
 

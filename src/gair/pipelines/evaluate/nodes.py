@@ -23,7 +23,13 @@ from gair.evaluation.sample_world_tasks import (
     street_view_targets,
     within_patch_variation,
 )
-from gair.parameters import EvaluateParams, PairParams, PretrainParams, with_overrides
+from gair.parameters import (
+    EvaluateParams,
+    PairParams,
+    PretrainParams,
+    TrackingParams,
+    with_overrides,
+)
 from gair.reporting import note_figure
 
 logger = logging.getLogger(__name__)
@@ -66,21 +72,25 @@ class CheckpointsWriter:
         return {"checkpoints": sorted(self.checkpoints)}
 
 
-def pretrain_baselines(shards_dir: Path, pretrain: PretrainParams,
-                       params: EvaluateParams) -> CheckpointsWriter:
+def pretrain_baselines(shards_dir: Path, pretrain: PretrainParams, params: EvaluateParams,
+                       tracking: TrackingParams, tracking_credentials: dict) -> CheckpointsWriter:
     """Pretrain what the comparison needs beyond the ``pretrain`` checkpoint, each with
     the same parameters (budget included) but for its seed or its overrides: GAIR at the
-    other seeds, and every baseline at the pretraining seed."""
+    other seeds, and every baseline at the pretraining seed (each logged as ``tracking``
+    says, as ``evaluate/<name>``)."""
+    from gair.tracking import resolve
     from gair.training.run import pretrain as run
 
     base = pretrain.model_dump(mode="json")
     runs = {f"gair_s{s}": {"seed": s} for s in params.seeds if s != pretrain.seed}
     runs |= params.baselines
     checkpoints = {}
+    where = resolve(tracking, tracking_credentials)
     for name, overrides in runs.items():
         values = with_overrides(base, overrides) | {"run_dir": str(Path(params.run_dir) / name)}
         logger.info("Pretraining %s (%s)", name, overrides)
-        summary = run(shards_dir, PretrainParams(**values))
+        summary = run(shards_dir, PretrainParams(**values), where.for_run(
+            f"evaluate/{name}", {"gair.pipeline": "evaluate", "gair.model": name}))
         checkpoints[name] = Path(summary["best_checkpoint"] or summary["last_checkpoint"])
     return CheckpointsWriter(checkpoints)
 
@@ -284,6 +294,17 @@ def report_results(results: pd.DataFrame, benchmark_results: pd.DataFrame,
     return metrics, table, bar_chart(scored, models)
 
 
+def track_evaluation(metrics: dict[str, Any], table: str, params: EvaluateParams,
+                     tracking: TrackingParams, tracking_credentials: dict) -> None:
+    """The evaluation's ``metrics.json`` values, its parameters and its Markdown table
+    (an artifact) as one MLflow run, ``evaluate`` (nothing where MLflow is off)."""
+    from gair.tracking import log_run, resolve
+
+    where = resolve(tracking, tracking_credentials).for_run(
+        "evaluate", {"gair.pipeline": "evaluate", "gair.seeds": params.seeds})
+    log_run(where, metrics, params.model_dump(mode="json"), {"evaluation.md": table})
+
+
 def plot_retrieval_examples(embeddings_dir: Path, shards_dir: Path,
                             params: EvaluateParams) -> Figure:
     """Test street views of the first GAIR model beside their top-5 RS patches."""
@@ -302,7 +323,7 @@ def plot_retrieval_examples(embeddings_dir: Path, shards_dir: Path,
     for shard in sorted(samples.loc[samples["uuid"].isin(wanted), "shard"].unique()):
         for sample in read_shard(Path(shards_dir) / shard):
             if sample["key"] in wanted:
-                images[sample["key"]] = np.asarray(sample["sv"])
+                images[sample["key"]] = sample["sv"].permute(1, 2, 0).numpy()  # [H, W, 3]
                 patches[sample["key"]] = sample["rs"]
     similarity = stack(test, "sv") @ stack(test, "rs_query").T
     rng = np.random.default_rng(0)

@@ -2,6 +2,8 @@
 
 from kedro.pipeline import Node, Pipeline
 
+from gair.hooks import TRACKING_CREDENTIALS
+
 from .nodes import (
     embed_models,
     plot_geolocalisation,
@@ -11,6 +13,7 @@ from .nodes import (
     report_results,
     score_benchmarks,
     score_models,
+    track_evaluation,
 )
 
 
@@ -22,7 +25,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                   "params:evaluate", "params:pair"],
                  ["eval_street_views", "eval_patches", "eval_points", "eval_task_report"],
                  name="prepare_tasks_node"),
-            Node(pretrain_baselines, ["training_shards", "params:pretrain", "params:evaluate"],
+            Node(pretrain_baselines, ["training_shards", "params:pretrain", "params:evaluate",
+                                      "params:tracking", TRACKING_CREDENTIALS],
                  "baseline_checkpoints", name="pretrain_baselines_node"),
             Node(embed_models,
                  ["gair_checkpoint", "baseline_checkpoints", "training_shards", "eval_patches",
@@ -37,6 +41,9 @@ def create_pipeline(**kwargs) -> Pipeline:
                  ["benchmark_results", "benchmark_rejects"], name="score_benchmarks_node"),
             Node(report_results, ["evaluation_results", "benchmark_results", "params:evaluate"],
                  ["metrics", "evaluation_table", "evaluation_chart"], name="report_results_node"),
+            Node(track_evaluation, ["metrics", "evaluation_table", "params:evaluate",
+                                    "params:tracking", TRACKING_CREDENTIALS],
+                 None, name="track_evaluation_node"),
             Node(plot_retrieval_examples,
                  ["evaluation_embeddings", "training_shards", "params:evaluate"],
                  "retrieval_examples", name="plot_retrieval_examples_node"),

@@ -6,19 +6,24 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from gair.parameters import PretrainParams
+from gair.parameters import PretrainParams, TrackingParams
 
 logger = logging.getLogger(__name__)
 
 
-def pretrain_gair(shards_dir: Path, params: PretrainParams) -> tuple[Path, dict, pd.DataFrame]:
+def pretrain_gair(shards_dir: Path, params: PretrainParams, tracking: TrackingParams,
+                  tracking_credentials: dict) -> tuple[Path, dict, pd.DataFrame]:
     """Train GAIR on the shards; returns the best checkpoint, flat metrics and the history
     (several devices or nodes run under ``python -m gair.training``: see
-    :func:`gair.training.run.pretrain`)."""
+    :func:`gair.training.run.pretrain`). ``tracking`` adds TensorBoard and MLflow logs to
+    the CSV logs (``tracking_credentials``: the entry ``credentials:NAME`` names)."""
+    from gair.tracking import resolve
     from gair.training.run import pretrain, read_history
 
     run_dir = Path(params.run_dir)
-    summary = pretrain(shards_dir, params)
+    where = resolve(tracking, tracking_credentials).for_run(
+        f"pretrain/{run_dir.name}", {"gair.pipeline": "pretrain"})
+    summary = pretrain(shards_dir, params, where)
     history = read_history(run_dir)
     if "val/loss" not in history:
         logger.warning("No validation metrics: the val split of %s is empty (too few spatial "
