@@ -38,8 +38,10 @@ def paper_config() -> tuple[dict, dict]:
 
 
 def _step_fn(model: GAIR, loss: GAIRLoss, device: torch.device, bf16: bool):
+    # Fused on CUDA, as GAIRPretraining.configure_optimizers makes it.
     optimizer = torch.optim.AdamW(list(model.parameters()) + list(loss.parameters()), lr=1e-4,
-                                  betas=(0.9, 0.95), weight_decay=0.05)
+                                  betas=(0.9, 0.95), weight_decay=0.05,
+                                  fused=device.type == "cuda" or None)
 
     def step(batch: dict[str, torch.Tensor]) -> None:
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
