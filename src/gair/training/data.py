@@ -13,6 +13,7 @@ training, validation, evaluation (``gair.evaluation.embeddings``) and the embedd
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import multiprocessing
 import random
@@ -208,12 +209,22 @@ class PairDecoder:
         return out
 
 
+def _per_channel(values: Sequence[float], device: torch.device) -> torch.Tensor:
+    """``values`` as float32 [C, 1, 1] on ``device``, made once per device: a tensor built
+    from a list on a GPU is a blocking copy, which would wait for the device every batch."""
+    return _per_channel_cached(tuple(values), device)
+
+
+@functools.cache
+def _per_channel_cached(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float32, device=device)[:, None, None]
+
+
 def normalize_rs(reflectance: torch.Tensor, valid: torch.Tensor, rs: RSContract) -> torch.Tensor:
     """Reflectance x 10000 [N, bands, H, W] (any numeric dtype) -> float32 at the
     encoder's input scale, as ``rs`` says; ``valid`` [N, H, W] marks pixels with data."""
     x = reflectance.to(torch.float32, copy=True)  # a copy of its own, worked on in place
-    mean = torch.tensor(rs.band_mean, dtype=torch.float32, device=x.device)[:, None, None]
-    std = torch.tensor(rs.band_std, dtype=torch.float32, device=x.device)[:, None, None]
+    mean, std = _per_channel(rs.band_mean, x.device), _per_channel(rs.band_std, x.device)
     if rs.normalization == "official":
         x.sub_(mean - 2 * std).div_(4 * std).mul_(255.0).clamp_(0.0, 255.0)
         return x.floor_().div_(255.0)  # the official uint8 cast truncates
@@ -316,8 +327,7 @@ def preprocess_sv(sv: torch.Tensor, contract: SVContract,
         jittered = adjust_saturation(adjust_contrast(adjust_brightness(
             x, factors[:, 0]), factors[:, 1]), factors[:, 2])
         x = torch.where(_per_sample(augment["sv_jittered"]), jittered, x)
-    mean = torch.tensor(contract.mean, dtype=torch.float32, device=x.device)[:, None, None]
-    std = torch.tensor(contract.std, dtype=torch.float32, device=x.device)[:, None, None]
+    mean, std = _per_channel(contract.mean, x.device), _per_channel(contract.std, x.device)
     return x.mul_(255.0).sub_(mean).div_(std)
 
 
