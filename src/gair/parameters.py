@@ -13,7 +13,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gair.io.images import MAX_IMAGE_PIXELS
-from gair.io.sentinel2 import L2A_BANDS, MAX_TILE_PIXELS
+from gair.io.sentinel2 import (
+    GROUND_RESOLUTION_TOLERANCE,
+    L2A_BANDS,
+    MAX_SHARE_BELOW_OFFSET,
+    MAX_TILE_PIXELS,
+    WARP_RESAMPLING,
+)
 
 
 class _Strict(BaseModel):
@@ -44,6 +50,13 @@ class Sentinel2Params(_Strict):
     verify: Literal["full", "mask", "header"] = "full"
     workers: int = Field(default=1, ge=1)
     max_tile_pixels: int = Field(default=MAX_TILE_PIXELS, gt=0)
+    warp_resampling: Literal[WARP_RESAMPLING] = Field(
+        default="nearest", description="tiles not on a 10 m metric grid (e.g. EPSG:4326) are "
+        "warped onto the local UTM zone's")
+    ground_resolution_tolerance: float = Field(default=GROUND_RESOLUTION_TOLERANCE, gt=0, lt=1)
+    offset_check: Literal["reject", "warn", "off"] = Field(
+        default="reject", description="a tile whose BOA offset contradicts its data")
+    max_share_below_offset: float = Field(default=MAX_SHARE_BELOW_OFFSET, ge=0, le=1)
 
 
 class IngestParams(_Strict):
@@ -74,6 +87,9 @@ class ShardParams(_Strict):
 class PairParams(_Strict):
     patch_size_px: int = Field(default=96, ge=8)
     min_valid_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
+    max_days_apart: float | None = Field(
+        default=None, gt=0, description="a view pairs only with tiles sensed within this "
+        "many days of its capture (unknown dates never); null: any date")
     split: SplitParams = SplitParams()
     shards: ShardParams = ShardParams()
 

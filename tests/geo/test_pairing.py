@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import rasterio
 import torch
 from affine import Affine
 from pyproj import CRS, Transformer
@@ -252,3 +253,124 @@ def test_evaluation_patches_follow_the_same_rule_across_tiles(tmp_path):
                      ignore_index=True)
     within_evaluation = _ground_in_two_splits(tiles, pd.DataFrame(evaluation), patch)
     assert _ground_in_two_splits(tiles, both, patch) == within_evaluation
+
+
+GAIR_DEGREES = 8.983152841195215e-05  # GAIR's EPSG:4326 tiles: 10 m at the equator
+GEO_ROWS, GEO_COLS = 70, 80
+
+
+def _geographic_tile(path, lat0: float, lon0: float, values: np.ndarray) -> Affine:
+    """A 12-band EPSG:4326 tile at GAIR's pixel size, north-west corner (lat0, lon0)."""
+    transform = Affine(GAIR_DEGREES, 0, lon0, 0, -GAIR_DEGREES, lat0)
+    with rasterio.open(path, "w", driver="GTiff", width=values.shape[1], height=values.shape[0],
+                       count=12, dtype="uint16", crs="EPSG:4326", transform=transform,
+                       nodata=0) as dst:
+        dst.write(np.broadcast_to(values.astype(np.uint16), (12, *values.shape)))
+        dst.update_tags(PROCESSING_BASELINE="03.00")  # no offset: values read back as written
+    return transform
+
+
+@pytest.mark.parametrize(("lat0", "lon0"), [(0.0068, 9.0011), (60.003, 9.0011)],
+                         ids=["equator", "60N"])
+def test_query_coordinate_on_a_geographic_tile_samples_what_the_warp_put_there(
+        tmp_path, lat0, lon0):
+    """Oracle, from the definitions alone: the street view's UTM 10 m cell (zone of the tile,
+    cells at multiples of 10 m) takes the value of the source pixel holding the cell's
+    centre (nearest). ``grid_sample`` at (qx, qy) must return exactly that, for points all
+    over the tile. Every source pixel holds its own value."""
+    values = 1000 + np.arange(GEO_ROWS * GEO_COLS).reshape(GEO_ROWS, GEO_COLS)
+    source = _geographic_tile(tmp_path / "gair.tif", lat0, lon0, values)
+    tiles = read_tile_index(tmp_path).tiles
+    tile = tiles.iloc[0]
+    zone = 32600 + int((lon0 + 180) // 6) + 1
+    assert tile["crs"] == f"EPSG:{zone}" and tile["source_crs"] == "EPSG:4326"
+    west, north = tile["transform"][2], tile["transform"][5]
+    assert west % 10 == 0 and north % 10 == 0
+    rng = np.random.default_rng(0)
+    lat = lat0 - GAIR_DEGREES * rng.uniform(1, GEO_ROWS - 1, 60)
+    lon = lon0 + GAIR_DEGREES * rng.uniform(1, GEO_COLS - 1, 60)
+    pairs = pair_points(lat, lon, tiles, PATCH, 1.0, {"train": 1.0}, 0)
+    to_utm = Transformer.from_crs(4326, zone, always_xy=True)
+    to_geo = Transformer.from_crs(zone, 4326, always_xy=True)
+    for k, pair in pairs.iterrows():
+        x, y = to_utm.transform(lon[k], lat[k])
+        cell_x = west + 10 * (np.floor((x - west) / 10) + 0.5)
+        cell_y = north - 10 * (np.floor((north - y) / 10) + 0.5)
+        cell_lon, cell_lat = to_geo.transform(cell_x, cell_y)
+        src_col, src_row = ~source @ (cell_lon, cell_lat)
+        expected = values[int(np.floor(src_row)), int(np.floor(src_col))]
+        assert _sample_at_query(tmp_path, tiles, pair, "nearest") == expected, k
+
+
+@pytest.mark.parametrize(("lat0", "lon0"), [(0.0068, 9.0011), (60.003, 9.0011)],
+                         ids=["equator", "60N"])
+def test_marker_on_a_geographic_tile_is_sampled_at_the_street_view(tmp_path, lat0, lon0):
+    """A 3 x 3 marker of source pixels (30 m, or 15 x 30 m at 60 N) around the view: the
+    warped patch sampled at (qx, qy) reads the marker."""
+    values = np.full((GEO_ROWS, GEO_COLS), BACKGROUND)
+    row, col = 31, 47
+    values[row - 1 : row + 2, col - 1 : col + 2] = MARKER
+    source = _geographic_tile(tmp_path / "gair.tif", lat0, lon0, values)
+    lon, lat = source @ (col + 0.5, row + 0.5)
+    tiles = read_tile_index(tmp_path).tiles
+    pair = pair_points(np.array([lat]), np.array([lon]), tiles, PATCH, 1.0,
+                       {"train": 1.0}, 0).iloc[0]
+    assert _sample_at_query(tmp_path, tiles, pair, "nearest") == MARKER
+
+
+def _two_scenes(directory):
+    """Two tiles over the same ground, sensed 2020-05-01 and 2024-05-01."""
+    for name, when in (("a_2020.tif", "2020-05-01T10:00:00Z"), ("b_2024.tif", "2024-05-01T10:00:00Z")):
+        dn = np.full((12, SIZE, SIZE), BACKGROUND, dtype=np.uint16)
+        write_l2a_geotiff(directory / name, dn, CRS.from_epsg(32632),
+                          Affine(10, 0, 500000.0, 0, -10, 5400000.0), "05.09",
+                          tags={"SENSING_TIME": when})
+    lon, lat = Transformer.from_crs(32632, 4326, always_xy=True).transform(500320.0, 5399680.0)
+    return read_tile_index(directory).tiles, lat, lon
+
+
+def test_max_days_apart_picks_the_scene_near_the_capture(tmp_path):
+    tiles, lat, lon = _two_scenes(tmp_path)
+    captured = np.array(["2023-11-20T08:00", "2020-03-01T08:00", "2010-01-01", "NaT"],
+                        dtype="datetime64[ns]")
+    lats, lons = np.full(4, lat), np.full(4, lon)
+    free = pair_points(lats, lons, tiles, PATCH, 1.0, {"train": 1.0}, 0, captured)
+    assert free["tile_id"].notna().all(), "without a limit, dates do not matter"
+    sensed = pd.to_datetime(free["tile_id"].map(
+        {"a_2020.tif": "2020-05-01T10:00", "b_2024.tif": "2024-05-01T10:00"})).to_numpy()
+    expected = np.abs((captured - sensed) / np.timedelta64(1, "D"))
+    np.testing.assert_allclose(free["scene_days_apart"], expected)
+    limited = pair_points(lats, lons, tiles, PATCH, 1.0, {"train": 1.0}, 0, captured, 365)
+    assert limited["tile_id"].fillna("-").tolist() == ["b_2024.tif", "a_2020.tif", "-", "-"]
+    assert limited["scene_days_apart"].iloc[:2].round(2).tolist() == [163.08, 61.08]
+
+
+def test_plan_pairs_rejects_views_far_from_every_scene_with_the_reason(tmp_path):
+    from gair.parameters import PairParams
+    from gair.pipelines.pair.nodes import plan_pairs
+
+    tiles, lat, lon = _two_scenes(tmp_path)
+    views = pd.DataFrame({
+        "uuid": ["near", "old", "undated", "away"], "lat": [lat, lat, lat, lat + 1],
+        "lon": [lon] * 4, "image_path": ["x.jpeg"] * 4,
+        "datetime_utc": pd.to_datetime(["2024-06-01", "2010-01-01", None, "2024-06-01"],
+                                       utc=True)})
+    params = PairParams(patch_size_px=PATCH, max_days_apart=90,
+                        split={"fractions": {"train": 1.0}, "block_km": 1.0})
+    candidates, rejects = plan_pairs(views, tiles, params)
+    assert candidates["uuid"].tolist() == ["near"]
+    near = candidates.iloc[0]
+    assert near["tile_id"] == "b_2024.tif"
+    assert str(near["scene_time"]) == "2024-05-01 10:00:00+00:00"
+    assert str(near["capture_time"]) == "2024-06-01 00:00:00+00:00"
+    assert near["scene_days_apart"] == pytest.approx(30.58, abs=0.01)
+    reasons = dict(zip(rejects["item"], rejects["reason"], strict=True))
+    assert reasons == {"old": "scene too far from capture", "undated": "scene too far from capture",
+                       "away": "outside every tile"}
+    details = dict(zip(rejects["item"], rejects["detail"], strict=True))
+    assert "captured 2010-01-01" in details["old"] and "max_days_apart is 90" in details["old"]
+    assert "captured unknown" in details["undated"] and "date unknown" in details["undated"]
+    # Without the limit every view inside a tile is placed, its days apart recorded.
+    unlimited, _ = plan_pairs(views, tiles, params.model_copy(update={"max_days_apart": None}))
+    assert unlimited["uuid"].tolist() == ["near", "old", "undated"]
+    assert np.isnan(unlimited["scene_days_apart"].iloc[2])

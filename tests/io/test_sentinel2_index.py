@@ -230,9 +230,10 @@ def test_safe_granule_bands_are_brought_onto_one_10m_grid(tmp_path):
 @pytest.mark.realdata
 def test_real_chips_index_with_the_right_footprints(realdata):
     chips = realdata / "sentinel2_l2a_chips"
-    index = read_tile_index(chips, processing_baseline="05.09")
+    index = read_tile_index(chips, processing_baseline="03.00")  # no offset: no offset check
     assert index.report()["accepted"] == 23
     tiles = index.tiles.set_index("tile_id")
+    assert (tiles["source_crs"] == "").all(), "10 m UTM chips are read as they are"
     assert {c.split(":")[0] for c in tiles["crs"]} == {"EPSG"}
     assert any(c.startswith("EPSG:327") for c in tiles["crs"])
     centres = pd.read_csv(chips / "index.csv")
@@ -241,3 +242,21 @@ def test_real_chips_index_with_the_right_footprints(realdata):
         assert footprint.contains(shapely.Point(centre.lon, centre.lat)), centre.fn
         others = tiles.drop(index=centre.fn)
         assert not others.contains(shapely.Point(centre.lon, centre.lat)).any()
+
+
+@pytest.mark.realdata
+def test_offset_check_separates_the_real_chips_by_their_data(realdata):
+    """The chips mix baselines and say nothing about it. Stating the 04.00+ offset for all
+    of them, the check keeps the chips whose blue band carries the +1000 (almost no valid
+    pixel below 1000) and rejects the others, with a wide gap between the two groups."""
+    chips = realdata / "sentinel2_l2a_chips"
+    checked = read_tile_index(chips, processing_baseline="05.09")
+    unchecked = read_tile_index(chips, processing_baseline="05.09", offset_check="warn")
+    assert checked.report()["read"] == 23 and unchecked.report()["accepted"] == 23
+    rejected = set(checked.rejects["item"])
+    assert set(checked.rejects["reason"]) == {"BOA offset contradicts the data"}
+    share = unchecked.tiles.set_index("tile_id")["blue_below_1000"]
+    kept = share.drop(index=sorted(rejected))
+    assert 0 < len(rejected) < 23
+    assert kept.max() < 0.005 and share[sorted(rejected)].min() > 0.3
+    assert set(checked.tiles["tile_id"]) == set(kept.index)

@@ -44,6 +44,7 @@ class TileGrid:
     widths: np.ndarray
     heights: np.ndarray
     tree: shapely.STRtree
+    sensed: np.ndarray  # per tile: scene acquisition time (datetime64[ns], UTC; NaT unknown)
 
     @classmethod
     def from_index(cls, tiles: pd.DataFrame) -> TileGrid:
@@ -57,13 +58,36 @@ class TileGrid:
             widths=tiles["width"].to_numpy(dtype=np.int64),
             heights=tiles["height"].to_numpy(dtype=np.int64),
             tree=shapely.STRtree(envelopes),
+            sensed=scene_times(tiles),
         )
 
 
-def locate_in_tiles(lat: np.ndarray, lon: np.ndarray, grid: TileGrid):
-    """Tile index (-1 if none) and fractional (col, row) on that tile's grid, per point."""
+def scene_times(tiles: pd.DataFrame) -> np.ndarray:
+    """Per tile, its ``sensing_time`` as naive UTC datetime64[ns] (NaT where unknown)."""
+    if "sensing_time" not in tiles:
+        return np.full(len(tiles), np.datetime64("NaT"), "datetime64[ns]")
+    times = pd.to_datetime(tiles["sensing_time"], utc=True, format="ISO8601")
+    return times.dt.tz_localize(None).to_numpy("datetime64[ns]")
+
+
+def days_apart(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """|a - b| in days (NaN where either is NaT)."""
+    return np.abs((np.asarray(a, "datetime64[ns]") - np.asarray(b, "datetime64[ns]"))
+                  / np.timedelta64(1, "D"))
+
+
+def locate_in_tiles(lat: np.ndarray, lon: np.ndarray, grid: TileGrid,
+                    captured: np.ndarray | None = None, max_days_apart: float | None = None):
+    """Tile index (-1 if none) and fractional (col, row) on that tile's grid, per point.
+
+    With ``max_days_apart``, only tiles sensed within that many days of the point's
+    ``captured`` time (datetime64, UTC) hold it; an unknown time on either side holds none.
+    """
     lat, lon = np.asarray(lat, float), np.asarray(lon, float)
     point_idx, tile_idx = grid.tree.query(shapely.points(lon, lat))
+    if max_days_apart is not None:
+        near = days_apart(np.asarray(captured)[point_idx], grid.sensed[tile_idx]) <= max_days_apart
+        point_idx, tile_idx = point_idx[near], tile_idx[near]
     x, y = transform_grouped(lon[point_idx], lat[point_idx], grid.crs_index[tile_idx],
                              grid.crs_codes)
     t = grid.transforms[tile_idx]
@@ -279,10 +303,13 @@ def _overlaps_of_patches(grid: TileGrid, outlines: np.ndarray, tile: np.ndarray,
 
 
 def pair_points_arrays(lat: np.ndarray, lon: np.ndarray, tiles: pd.DataFrame, patch_size: int,
-                       block_km: float, fractions: dict[str, float], seed: int) -> Pairing:
-    """The whole pairing logic on arrays: tile lookup, patch, query coordinate, split."""
+                       block_km: float, fractions: dict[str, float], seed: int,
+                       captured: np.ndarray | None = None,
+                       max_days_apart: float | None = None) -> Pairing:
+    """The whole pairing logic on arrays: tile lookup (within ``max_days_apart`` of the
+    ``captured`` times, when given), patch, query coordinate, split."""
     grid = TileGrid.from_index(tiles)
-    tile, col, row = locate_in_tiles(lat, lon, grid)
+    tile, col, row = locate_in_tiles(lat, lon, grid, captured, max_days_apart)
     found = np.flatnonzero(tile >= 0)
     t_found = tile[found]
     patch_row, patch_col, row_off, col_off, qx, qy = patch_of(
@@ -317,7 +344,9 @@ def pair_points_arrays(lat: np.ndarray, lon: np.ndarray, tiles: pd.DataFrame, pa
 
 
 def pair_points(lat: np.ndarray, lon: np.ndarray, tiles: pd.DataFrame, patch_size: int,
-                block_km: float, fractions: dict[str, float], seed: int) -> pd.DataFrame:
+                block_km: float, fractions: dict[str, float], seed: int,
+                captured: np.ndarray | None = None,
+                max_days_apart: float | None = None) -> pd.DataFrame:
     """:func:`pair_points_arrays` as a table, one row per point in input order.
 
     Columns: ``tile_id`` (None outside every tile), ``row``, ``col`` (fractional pixel
@@ -325,8 +354,11 @@ def pair_points(lat: np.ndarray, lon: np.ndarray, tiles: pd.DataFrame, patch_siz
     ``col_off`` (the patch's first pixel in the tile), ``patch_id``, ``qx``, ``qy``,
     ``block``, ``split`` (None outside) and ``overlaps``: the patch of a more protected
     split that shares ground with this one (None if none; the view cannot be used).
+    With ``captured`` times: ``scene_days_apart``, days between capture and the tile's
+    scene (NaN where either is unknown); ``max_days_apart`` limits it.
     """
-    p = pair_points_arrays(lat, lon, tiles, patch_size, block_km, fractions, seed)
+    p = pair_points_arrays(lat, lon, tiles, patch_size, block_km, fractions, seed, captured,
+                           max_days_apart)
     found = p.tile >= 0
     tile_id = np.where(found, p.grid.tile_ids[np.maximum(p.tile, 0)], None)
     table = pd.DataFrame({"tile_id": tile_id, "row": p.row, "col": p.col})
@@ -348,4 +380,7 @@ def pair_points(lat: np.ndarray, lon: np.ndarray, tiles: pd.DataFrame, patch_siz
     table.loc[overlapping, "overlaps"] = (
         table["patch_id"].to_numpy()[p.overlap[overlapping]] + " ("
         + table["split"].to_numpy()[p.overlap[overlapping]] + ")")
+    if captured is not None:
+        sensed = np.where(found, p.grid.sensed[np.maximum(p.tile, 0)], np.datetime64("NaT"))
+        table["scene_days_apart"] = days_apart(captured, sensed)
     return table

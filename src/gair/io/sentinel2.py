@@ -23,12 +23,16 @@ import pandas as pd
 import rasterio
 import shapely
 from affine import Affine
-from pyproj import CRS
+from pyproj import CRS, Geod
+from pyproj.exceptions import CRSError, ProjError
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from gair.geo.crs import transformer
+from gair.geo.utm import utm_crs_for
 from gair.io.rejects import InputConfigurationError, ReadResult, rejects_frame
 
 logger = logging.getLogger(__name__)
@@ -142,8 +146,16 @@ _SAFE_BAND_FILE = re.compile(r"_(B\d[\dA])_(\d{2})m\.jp2$", re.IGNORECASE)
 
 TILE_INDEX_COLUMNS = (
     "tile_id", "path", "format", "crs", "transform", "width", "height", "band_map",
+    "source_crs", "warp_resampling", "sensing_time",
     "processing_baseline", "boa_add_offset", "offset_source", "valid_fraction",
+    "blue_below_1000",
 )
+"""``crs``/``transform``/``width``/``height`` are the grid the tile is read on (metres);
+``source_crs`` is the file's own CRS when that grid is a warp onto the local UTM zone
+(``warp_resampling`` says how), empty when the file is read as it is. ``sensing_time`` is
+the scene's acquisition time (UTC, ISO 8601) where the file says it. ``blue_below_1000``:
+the share of valid B02 pixels whose digital number is below 1000 (the data check on the
+BOA offset)."""
 
 
 class TileRejected(Exception):
@@ -214,31 +226,68 @@ def discover_tile_sources(sentinel2_dir: Path) -> tuple[list[Path], list[dict[st
     return sorted(stacks) + sorted(granules), skipped
 
 
-def _processing_baseline(
-    tags: dict[str, str], names: Iterable[str], requested: str, default: str
-) -> tuple[str, str]:
-    """The baseline to decode with, and where it came from."""
+EARTH_ENGINE_HARMONIZED = "COPERNICUS_S2_SR_HARMONIZED"
+"""Earth Engine's harmonised L2A collection, as its exports' ``LICENSE`` tag names it. It has
+already removed the +1000 of baseline 04.00 and later, yet its exports still carry
+``PROCESSING_BASELINE`` (e.g. 05.11) and ``BOA_ADD_OFFSET_Bx = -1000``."""
+
+
+def _boa_offset(tags: dict[str, str], names: Iterable[str], requested: str,
+                default: str) -> tuple[str, int, str]:
+    """The processing baseline, the BOA offset to remove, and where they came from.
+
+    ``requested`` other than ``"auto"`` applies to every file. Otherwise, in this order: an
+    Earth Engine harmonised export (offset 0 whatever its tags say), the file's
+    ``BOA_ADD_OFFSET`` tag (written with the data by this project), its
+    ``PROCESSING_BASELINE`` tag, a product name (``_Nxxyy_``) in ``PRODUCT_ID`` or in
+    ``names``, the default.
+    """
     if requested != "auto":
-        return requested, "configuration"
-    if "PROCESSING_BASELINE" in tags:
-        return tags["PROCESSING_BASELINE"], "file tags"
-    for name in names:
+        return requested, boa_add_offset(requested), "configuration"
+    baseline = tags.get("PROCESSING_BASELINE")
+    if EARTH_ENGINE_HARMONIZED in tags.get("LICENSE", ""):
+        return (baseline or default, 0,
+                "Earth Engine S2_SR_HARMONIZED export (offset already removed)")
+    if baseline and "BOA_ADD_OFFSET" in tags:
+        offset = int(float(tags["BOA_ADD_OFFSET"]))
+        if offset not in (0, -1000):
+            raise ValueError(f"BOA_ADD_OFFSET tag {tags['BOA_ADD_OFFSET']!r} is neither 0 "
+                             "nor -1000")
+        return baseline, offset, "file tags"
+    if baseline:
+        return baseline, boa_add_offset(baseline), "file tags"
+    for name in (tags.get("PRODUCT_ID", ""), *names):
         match = _BASELINE_IN_NAME.search(name)
         if match:
-            return f"{match.group(1)}.{match.group(2)}", "product name"
-    return default, "configuration default"
+            found = f"{match.group(1)}.{match.group(2)}"
+            return found, boa_add_offset(found), "product name"
+    return default, boa_add_offset(default), "configuration default"
 
 
-def _check_grid(transform: Affine, crs: CRS | None, pixel_size_m: float) -> None:
-    if crs is None:
-        raise TileRejected("no CRS", "the file has no coordinate reference system")
-    if transform.b != 0 or transform.d != 0:
-        raise TileRejected("rotated grid", f"transform {tuple(transform)[:6]}")
-    if not (np.isclose(transform.a, pixel_size_m) and np.isclose(-transform.e, pixel_size_m)):
-        raise TileRejected(
-            "wrong pixel size",
-            f"{transform.a} x {-transform.e} m, expected {pixel_size_m} m (north-up)",
-        )
+_PRODUCT_TIME = re.compile(r"_MSIL2A_(\d{8}T\d{6})_")
+
+
+def sensing_time(tags: dict[str, str], names: Iterable[str] = ()) -> str | None:
+    """The scene's acquisition time as ISO 8601 UTC, or None when nothing says it: the
+    ``SENSING_TIME`` tag (``acquire`` writes it), Earth Engine's ``system-time_start``
+    (milliseconds), ``DATATAKE_SENSING_DATE``, or the product name's sensing time."""
+    value = None
+    if tags.get("SENSING_TIME"):
+        value = pd.Timestamp(tags["SENSING_TIME"])
+    elif tags.get("system-time_start"):
+        value = pd.Timestamp(int(float(tags["system-time_start"])), unit="ms")
+    elif tags.get("DATATAKE_SENSING_DATE"):
+        value = pd.Timestamp(tags["DATATAKE_SENSING_DATE"])
+    else:
+        for name in (tags.get("PRODUCT_ID", ""), *names):
+            match = _PRODUCT_TIME.search(name)
+            if match:
+                value = pd.Timestamp(match.group(1))
+                break
+    if value is None:
+        return None
+    value = value.tz_localize("UTC") if value.tzinfo is None else value.tz_convert("UTC")
+    return value.isoformat()
 
 
 MAX_TILE_PIXELS = 400_000_000
@@ -246,11 +295,112 @@ MAX_TILE_PIXELS = 400_000_000
 10980 x 10980 (121 MP). A sparse GeoTIFF of a few MB can declare 200000 x 200000."""
 
 
+WARP_RESAMPLING = ("nearest", "bilinear", "cubic", "average")
+"""How a tile that is not on a metric grid of the expected pixel size is warped onto one."""
+
+GROUND_RESOLUTION_TOLERANCE = 0.1
+"""A tile's ground resolution (its coarser axis) may differ this much (relative) from the
+expected pixel size: GAIR's EPSG:4326 tiles are 9.9-10.1 m down a column anywhere, and
+10 m x cos(latitude) along a row."""
+
+_WGS84 = Geod(ellps="WGS84")
+
+
+def ground_pixel_size_m(crs: Any, transform: Affine, width: int,
+                        height: int) -> tuple[float, float]:
+    """Metres on the ground (WGS84 geodesic) across one pixel at the tile's centre: along a
+    row and down a column."""
+    col, row = width // 2, height // 2
+    xs, ys = zip(transform @ (col, row), transform @ (col + 1, row), transform @ (col, row + 1),
+                 strict=True)
+    lon, lat = transformer(str(crs), "EPSG:4326").transform(list(xs), list(ys))
+    return (float(_WGS84.inv(lon[0], lat[0], lon[1], lat[1])[2]),
+            float(_WGS84.inv(lon[0], lat[0], lon[2], lat[2])[2]))
+
+
+def _unit_of(crs: Any) -> str:
+    unit = CRS.from_user_input(crs).axis_info[0].unit_name
+    return "m" if unit in ("metre", "meter") else unit
+
+
+def read_grid(crs: Any, transform: Affine, width: int, height: int, pixel_size_m: float,
+              resampling: str = "nearest",
+              tolerance: float = GROUND_RESOLUTION_TOLERANCE) -> dict[str, Any]:
+    """The grid a tile is read on, as tile-record fields, or :class:`TileRejected`.
+
+    A tile on a north-up grid of ``pixel_size_m`` metres is read as it is. Any other tile
+    whose ground resolution is about ``pixel_size_m`` (GAIR's own tiles are EPSG:4326 at
+    8.98e-5 degrees) is read through a warp (``resampling``) onto the ``pixel_size_m`` grid
+    of the UTM zone of its centre, aligned to multiples of ``pixel_size_m``: pairing, query
+    coordinates and patches then stay in metres, on the convention the oracle tests prove.
+    """
+    if crs is None:
+        raise TileRejected("no CRS", "the file has no coordinate reference system")
+    if transform.b != 0 or transform.d != 0:
+        raise TileRejected("rotated grid", f"transform {tuple(transform)[:6]}")
+    if transform.a <= 0 or transform.e >= 0:
+        raise TileRejected("not north-up", f"transform {tuple(transform)[:6]}")
+    try:
+        unit = _unit_of(crs)
+        along_row, down_column = ground_pixel_size_m(crs, transform, width, height)
+    except (CRSError, ProjError, RasterioError, ValueError) as error:
+        raise TileRejected("bad metadata", f"{crs} cannot be measured on the ground "
+                           f"({error})") from error
+    if abs(max(along_row, down_column) / pixel_size_m - 1) > tolerance:
+        raise TileRejected(
+            "wrong pixel size",
+            f"{transform.a:.6g} x {-transform.e:.6g} {unit} (about {along_row:.1f} x "
+            f"{down_column:.1f} m on the ground at the tile's centre), expected about "
+            f"{pixel_size_m:g} m")
+    record = {"crs": CRS.from_user_input(crs).to_string(), "transform": list(transform)[:6],
+              "width": width, "height": height, "source_crs": "", "warp_resampling": ""}
+    if unit == "m" and np.isclose(transform.a, pixel_size_m) and np.isclose(-transform.e,
+                                                                            pixel_size_m):
+        return record
+    if resampling not in WARP_RESAMPLING:
+        raise InputConfigurationError(f"warp resampling {resampling!r} is not one of "
+                                      f"{', '.join(WARP_RESAMPLING)}")
+    west, north = transform.c, transform.f
+    east, south = west + transform.a * width, north + transform.e * height
+    centre_lon, centre_lat = transformer(str(crs), "EPSG:4326").transform(
+        (west + east) / 2, (north + south) / 2)
+    utm = utm_crs_for(centre_lat, centre_lon)
+    left, bottom, right, top = transform_bounds(crs, utm, west, south, east, north,
+                                                densify_pts=21)
+    x0 = np.floor(left / pixel_size_m) * pixel_size_m
+    y0 = np.ceil(top / pixel_size_m) * pixel_size_m
+    return record | {
+        "crs": utm.to_string(),
+        "transform": list(Affine(pixel_size_m, 0, x0, 0, -pixel_size_m, y0))[:6],
+        "width": int(np.ceil((right - x0) / pixel_size_m)),
+        "height": int(np.ceil((y0 - bottom) / pixel_size_m)),
+        "source_crs": record["crs"], "warp_resampling": resampling,
+    }
+
+
+@contextmanager
+def on_grid(src: rasterio.DatasetReader, record: dict[str, Any]) -> Iterator[Any]:
+    """``src`` as the tile record's grid shows it: itself, or warped (0 stays nodata). The
+    warp transforms every pixel centre to within 1e-6 of a source pixel (GDAL's default
+    approximation, 1/8 pixel, moves some centres across a source pixel's edge, taking the
+    neighbour's value; rasterio refuses a tolerance of exactly 0 with a given grid)."""
+    if not record.get("source_crs"):
+        yield src
+        return
+    with WarpedVRT(src, crs=record["crs"], transform=Affine(*record["transform"][:6]),
+                   width=int(record["width"]), height=int(record["height"]),
+                   resampling=Resampling[record["warp_resampling"]],
+                   src_nodata=NODATA_DN, nodata=NODATA_DN, tolerance=1e-6) as vrt:
+        yield vrt
+
+
 def check_stack(src: rasterio.DatasetReader, band_order: Sequence[str], pixel_size_m: float,
-                max_pixels: int = MAX_TILE_PIXELS) -> None:
+                max_pixels: int = MAX_TILE_PIXELS, resampling: str = "nearest",
+                tolerance: float = GROUND_RESOLUTION_TOLERANCE) -> dict[str, Any]:
     """Refuse (:class:`TileRejected`) a stacked GeoTIFF that cannot be read as L2A digital
-    numbers of the bands ``band_order`` names on a north-up ``pixel_size_m`` grid: the one
-    check for ingest and for embedding patches."""
+    numbers of the bands ``band_order`` names on a north-up grid of about ``pixel_size_m``
+    metres on the ground: the one check for ingest and for embedding patches. Returns the
+    grid it is read on (:func:`read_grid`)."""
     if src.width * src.height > max_pixels:
         raise TileRejected(
             "tile too large",
@@ -263,40 +413,49 @@ def check_stack(src: rasterio.DatasetReader, band_order: Sequence[str], pixel_si
         hint = ("; reflectance? GAIR reads uint16 digital numbers (reflectance x 10000, "
                 "+ 1000 from processing baseline 04.00)" if src.dtypes[0][0] == "f" else "")
         raise TileRejected("not uint16 digital numbers", f"dtype {src.dtypes[0]}{hint}")
-    _check_grid(src.transform, src.crs, pixel_size_m)
+    return read_grid(src.crs, src.transform, src.width, src.height, pixel_size_m, resampling,
+                     tolerance)
+
+
+def _open(path: Path) -> rasterio.DatasetReader:
+    try:
+        return rasterio.open(path)
+    except RasterioError as error:
+        raise TileRejected("unreadable file", str(error)) from error
 
 
 @contextmanager
 def open_stack(path: Path, band_order: Sequence[str], pixel_size_m: float,
-               max_pixels: int = MAX_TILE_PIXELS) -> Iterator[rasterio.DatasetReader]:
-    """A stacked GeoTIFF opened and passed through :func:`check_stack`, or
-    :class:`TileRejected` (``unreadable file`` when it does not open)."""
-    try:
-        src = rasterio.open(path)
-    except RasterioError as error:
-        raise TileRejected("unreadable file", str(error)) from error
-    with src:
-        check_stack(src, band_order, pixel_size_m, max_pixels)
-        yield src
+               max_pixels: int = MAX_TILE_PIXELS, resampling: str = "nearest",
+               tolerance: float = GROUND_RESOLUTION_TOLERANCE) -> Iterator[Any]:
+    """A stacked GeoTIFF passed through :func:`check_stack`, opened on the grid it is read
+    on (:func:`on_grid`), or :class:`TileRejected` (``unreadable file`` when it does not
+    open)."""
+    with _open(path) as src:
+        grid = check_stack(src, band_order, pixel_size_m, max_pixels, resampling, tolerance)
+        with on_grid(src, grid) as dataset:
+            yield dataset
 
 
-def _stack_record(path: Path, root: Path, band_order: Sequence[str], baseline: str,
-                  default_baseline: str, pixel_size_m: float,
-                  max_pixels: int = MAX_TILE_PIXELS) -> dict[str, Any]:
-    with open_stack(path, band_order, pixel_size_m, max_pixels) as src:
-        rel = path.relative_to(root).as_posix()
-        pb, source = _processing_baseline(src.tags(), [path.name], baseline, default_baseline)
-        return {
-            "tile_id": rel, "path": rel, "format": "GTiff",
-            "crs": src.crs.to_string(), "transform": list(src.transform)[:6],
-            "width": src.width, "height": src.height,
-            "band_map": {b: [rel, band_order.index(b) + 1, pixel_size_m] for b in GAIR_BANDS},
-            "processing_baseline": pb, "offset_source": source,
-        }
+def _stack_record(path: Path, root: Path, options: dict[str, Any]) -> dict[str, Any]:
+    band_order = options["band_order"]
+    with _open(path) as src:
+        grid = check_stack(src, band_order, options["pixel_size_m"], options["max_pixels"],
+                           options["warp_resampling"], options["ground_resolution_tolerance"])
+        tags = src.tags()
+    rel = path.relative_to(root).as_posix()
+    pb, offset, source = _boa_offset(tags, [path.name], options["processing_baseline"],
+                                     options["default_processing_baseline"])
+    return grid | {
+        "tile_id": rel, "path": rel, "format": "GTiff",
+        "band_map": {b: [rel, band_order.index(b) + 1, options["pixel_size_m"]]
+                     for b in GAIR_BANDS},
+        "sensing_time": sensing_time(tags, [path.name]),
+        "processing_baseline": pb, "boa_add_offset": offset, "offset_source": source,
+    }
 
 
-def _safe_record(granule: Path, root: Path, baseline: str, default_baseline: str,
-                 pixel_size_m: float, max_pixels: int = MAX_TILE_PIXELS) -> dict[str, Any]:
+def _safe_record(granule: Path, root: Path, options: dict[str, Any]) -> dict[str, Any]:
     """A SAFE granule: per-band JP2 files, each band at its finest native resolution."""
     files: dict[str, tuple[Path, int]] = {}
     for jp2 in sorted((granule / "IMG_DATA").rglob("*.jp2")):
@@ -314,8 +473,11 @@ def _safe_record(granule: Path, root: Path, baseline: str, default_baseline: str
     except RasterioError as error:
         raise TileRejected("unreadable file", f"{reference.name}: {error}") from error
     with src:
-        check_stack(src, ("B02",), pixel_size_m, max_pixels)
-        crs, transform, width, height = src.crs, src.transform, src.width, src.height
+        grid = check_stack(src, ("B02",), options["pixel_size_m"], options["max_pixels"],
+                           tolerance=options["ground_resolution_tolerance"])
+    if grid["source_crs"]:
+        raise TileRejected("SAFE granule off its grid",
+                           f"{reference.name} is not on a {options['pixel_size_m']:g} m grid")
     safe = granule.parent.parent
     tags = {}
     metadata = safe / "MTD_MSIL2A.xml"
@@ -323,15 +485,15 @@ def _safe_record(granule: Path, root: Path, baseline: str, default_baseline: str
         match = _BASELINE_IN_XML.search(metadata.read_text(errors="replace"))
         if match:
             tags["PROCESSING_BASELINE"] = match.group(1)
-    pb, source = _processing_baseline(tags, [safe.name], baseline, default_baseline)
-    return {
+    pb, offset, source = _boa_offset(tags, [safe.name], options["processing_baseline"],
+                                     options["default_processing_baseline"])
+    return grid | {
         "tile_id": granule.relative_to(root).as_posix(),
         "path": granule.relative_to(root).as_posix(), "format": "SAFE",
-        "crs": crs.to_string(), "transform": list(transform)[:6],
-        "width": width, "height": height,
         "band_map": {b: [files[b][0].relative_to(root).as_posix(), 1, float(files[b][1])]
                      for b in GAIR_BANDS},
-        "processing_baseline": pb,
+        "sensing_time": sensing_time({}, [safe.name]),
+        "processing_baseline": pb, "boa_add_offset": offset,
         "offset_source": "MTD_MSIL2A.xml" if source == "file tags" else source,
     }
 
@@ -367,13 +529,29 @@ def read_window(root: Path, record: dict[str, Any], window: Window,
         scale = pixel / resolution
         source_window = Window(window.col_off * scale, window.row_off * scale,
                                window.width * scale, window.height * scale)
-        with rasterio.open(Path(root) / path) as src:
-            data = src.read(
-                [index for _, index in members], window=source_window,
-                out_shape=(len(members), out.shape[1], out.shape[2]),
-                boundless=True, fill_value=0, resampling=Resampling.nearest,
-            )
+        with rasterio.open(Path(root) / path) as src, on_grid(src, record) as dataset:
+            if dataset is src:
+                data = src.read(
+                    [index for _, index in members], window=source_window,
+                    out_shape=(len(members), out.shape[1], out.shape[2]),
+                    boundless=True, fill_value=0, resampling=Resampling.nearest,
+                )
+            else:  # a warped grid is read within its bounds (no boundless reads of a VRT)
+                data = _read_within(dataset, [index for _, index in members], window)
         out[[position for position, _ in members]] = data
+    return out
+
+
+def _read_within(dataset: Any, indexes: list[int], window: Window) -> np.ndarray:
+    """A window of whole pixels, 0 where it hangs over the dataset's edge."""
+    out = np.zeros((len(indexes), int(window.height), int(window.width)), dtype=np.uint16)
+    col0, row0 = max(int(window.col_off), 0), max(int(window.row_off), 0)
+    col1 = min(int(window.col_off + window.width), dataset.width)
+    row1 = min(int(window.row_off + window.height), dataset.height)
+    if col1 > col0 and row1 > row0:
+        out[:, row0 - int(window.row_off) : row1 - int(window.row_off),
+            col0 - int(window.col_off) : col1 - int(window.col_off)] = dataset.read(
+            indexes, window=Window(col0, row0, col1 - col0, row1 - row0))
     return out
 
 
@@ -400,34 +578,59 @@ STRIP_BYTES = 64 << 20
 """Digital numbers read at once while verifying a tile (10 bands x 10980 px: 305 rows)."""
 
 
-def _valid_fraction(root: Path, record: dict[str, Any], verify: str) -> float:
-    """Share of pixels with data in every band; reading every strip also proves the file
-    reads (``verify='full'``), or only its first band (``'mask'``)."""
+def _valid_fraction(root: Path, record: dict[str, Any], verify: str) -> tuple[float, float]:
+    """Share of pixels with data in every band, and the share of valid blue (B02) pixels
+    whose digital number is below 1000. Reading every strip also proves the file reads
+    (``verify='full'``), or its first band, B02 (``'mask'``)."""
     bands = GAIR_BANDS if verify == "full" else GAIR_BANDS[:1]
     height, width = int(record["height"]), int(record["width"])
     if verify == "header":
         window = Window(0, 0, width, height)
         scale = max(1, max(height, width) // 512)
-        sample = read_window_decimated(root, record, window, scale)
-        return float((sample != 0).mean())
-    valid = 0
+        blue = read_window_decimated(root, record, window, scale)
+        valid = blue != NODATA_DN
+        return float(valid.mean()), float((blue[valid] < 1000).mean()) if valid.any() else 0.0
+    valid = dark = 0
     strip = max(1, STRIP_BYTES // (width * len(bands) * 2))  # memory bounded by any width
     for row in range(0, height, strip):
         rows = min(strip, height - row)
         dn = read_window(root, record, Window(0, row, width, rows), bands)
-        valid += int((dn != NODATA_DN).all(axis=0).sum())
-    return valid / (height * width)
+        mask = (dn != NODATA_DN).all(axis=0)
+        valid += int(mask.sum())
+        dark += int((dn[0][mask] < 1000).sum())
+    return valid / (height * width), dark / valid if valid else 0.0
 
 
 def read_window_decimated(root: Path, record: dict[str, Any], window: Window, factor: int):
     """First GAIR band of a window, read at 1/factor resolution (overviews when present)."""
     path, index, _ = band_map_of(record)[GAIR_BANDS[0]]
-    with rasterio.open(Path(root) / path) as src:
+    with rasterio.open(Path(root) / path) as file, on_grid(file, record) as src:
         scale = src.width / int(record["width"])
         return src.read(index, window=Window(window.col_off * scale, window.row_off * scale,
                                              window.width * scale, window.height * scale),
                         out_shape=(max(1, int(window.height) // factor),
                                    max(1, int(window.width) // factor)))
+
+
+MAX_SHARE_BELOW_OFFSET = 0.05
+"""Of a tile whose offset is -1000, at most this share of valid blue pixels may read below
+1000. Real L2A scenes that carry the offset have almost none (at most 0.2 % in the 23 real
+chips of ``../shared/realdata``), scenes without it 33-100 % (land and water reflect some
+blue, and B02 reflectance is rarely negative)."""
+
+
+def check_offset(record: dict[str, Any], max_share: float = MAX_SHARE_BELOW_OFFSET) -> str | None:
+    """Why the tile's BOA offset contradicts its data (None if it does not): removing
+    1000 from data that never had it turns dark pixels into 0, i.e. nodata."""
+    share = float(record["blue_below_1000"])
+    if int(record["boa_add_offset"]) != -1000 or share <= max_share:
+        return None
+    return (f"{share:.1%} of valid blue (B02) pixels are below 1000, yet the offset taken "
+            f"from the {record['offset_source']} (processing baseline "
+            f"{record['processing_baseline']}) removes 1000 from every pixel; scenes that carry "
+            f"the offset have almost none below it. Already harmonised (e.g. an Earth Engine "
+            f"S2_SR_HARMONIZED export without its LICENSE tag)? Set "
+            f"ingest.sentinel2.processing_baseline to '03.00' (no offset) for such tiles")
 
 
 def tile_footprint(record: dict[str, Any]) -> shapely.Polygon:
@@ -447,22 +650,23 @@ def _index_one(task: tuple[Path, Path, dict[str, Any]]) -> dict[str, Any]:
     source, root, options = task
     try:
         if source.suffix.lower() in STACK_SUFFIXES:
-            record = _stack_record(source, root, options["band_order"],
-                                   options["processing_baseline"],
-                                   options["default_processing_baseline"],
-                                   options["pixel_size_m"], options["max_pixels"])
+            record = _stack_record(source, root, options)
         else:
-            record = _safe_record(source, root, options["processing_baseline"],
-                                  options["default_processing_baseline"],
-                                  options["pixel_size_m"], options["max_pixels"])
-        record["boa_add_offset"] = boa_add_offset(record["processing_baseline"])
+            record = _safe_record(source, root, options)
         try:
-            record["valid_fraction"] = _valid_fraction(root, record, options["verify"])
+            record["valid_fraction"], record["blue_below_1000"] = _valid_fraction(
+                root, record, options["verify"])
         except RasterioError as error:
             cause = f" ({error.__cause__})" if error.__cause__ else ""
             raise TileRejected("read failed", f"{error}{cause}") from error
         if record["valid_fraction"] == 0:
             raise TileRejected("all nodata", "every pixel is 0 in some band")
+        contradiction = (check_offset(record, options["max_share_below_offset"])
+                         if options["offset_check"] != "off" else None)
+        if contradiction and options["offset_check"] == "reject":
+            raise TileRejected("BOA offset contradicts the data", contradiction)
+        if contradiction:
+            logger.warning("Tile %s: %s", source, contradiction)
         record["geometry"] = tile_footprint(record)
         return {"ok": record}
     except TileRejected as rejected:
@@ -480,6 +684,10 @@ def read_tile_index(
     verify: str = "full",
     workers: int = 1,
     max_tile_pixels: int = MAX_TILE_PIXELS,
+    warp_resampling: str = "nearest",
+    ground_resolution_tolerance: float = GROUND_RESOLUTION_TOLERANCE,
+    offset_check: str = "reject",
+    max_share_below_offset: float = MAX_SHARE_BELOW_OFFSET,
 ) -> TileIndex:
     """Index the Sentinel-2 tiles of a folder: stacked GeoTIFF/COG files and SAFE granules.
 
@@ -495,6 +703,13 @@ def read_tile_index(
             ``"mask"`` the first band only, ``"header"`` a decimated first band.
         workers: processes for indexing (1 runs inline).
         max_tile_pixels: a tile declaring more pixels is rejected before any is read.
+        warp_resampling: how a tile not on a ``pixel_size_m`` metric grid is warped onto
+            the local UTM zone's (:func:`read_grid`); recorded per tile.
+        ground_resolution_tolerance: relative difference allowed between a tile's ground
+            resolution and ``pixel_size_m``.
+        offset_check: ``"reject"`` or ``"warn"`` about a tile whose BOA offset contradicts
+            its data (:func:`check_offset`), or ``"off"``.
+        max_share_below_offset: the check's threshold.
     """
     root = Path(sentinel2_dir)
     unknown = [b for b in GAIR_BANDS if b not in band_order]
@@ -503,7 +718,10 @@ def read_tile_index(
     sources, skipped = discover_tile_sources(root)
     options = {"band_order": list(band_order), "processing_baseline": processing_baseline,
                "default_processing_baseline": default_processing_baseline,
-               "pixel_size_m": pixel_size_m, "verify": verify, "max_pixels": max_tile_pixels}
+               "pixel_size_m": pixel_size_m, "verify": verify, "max_pixels": max_tile_pixels,
+               "warp_resampling": warp_resampling,
+               "ground_resolution_tolerance": ground_resolution_tolerance,
+               "offset_check": offset_check, "max_share_below_offset": max_share_below_offset}
     tasks = [(source, root, options) for source in sources]
     if workers > 1 and len(tasks) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:

@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from gair.geo.pairing import pair_points
+from gair.geo.pairing import pair_points, scene_times
 from gair.io.rejects import count_report, rejects_frame
 from gair.io.shards import REJECTS_TABLE, SAMPLES_TABLE, ExtractionSettings, extract_shards
 from gair.parameters import PairParams
@@ -24,22 +25,38 @@ def plan_pairs(
     """Tile, patch, query coordinate and split of every street view inside a tile."""
     if tiles.empty:
         raise ValueError("no Sentinel-2 tiles were accepted by ingest; nothing to pair with")
+    lat, lon = street_views["lat"].to_numpy(), street_views["lon"].to_numpy()
+    captured = capture_times(street_views)
     placed = pair_points(
-        street_views["lat"].to_numpy(), street_views["lon"].to_numpy(), tiles,
-        params.patch_size_px, params.split.block_km, dict(params.split.fractions),
-        params.split.seed,
+        lat, lon, tiles, params.patch_size_px, params.split.block_km,
+        dict(params.split.fractions), params.split.seed, captured, params.max_days_apart,
     )
     candidates = pd.concat(
-        [street_views[["uuid", "lat", "lon", "image_path"]].reset_index(drop=True), placed],
+        [street_views[["uuid", "lat", "lon", "image_path"]].reset_index(drop=True),
+         pd.DataFrame({"capture_time": pd.to_datetime(captured).tz_localize("UTC")}), placed],
         axis=1,
     )
+    scene = dict(zip(tiles["tile_id"], scene_times(tiles), strict=True))
+    candidates.insert(candidates.columns.get_loc("scene_days_apart"), "scene_time",
+                      pd.to_datetime(candidates["tile_id"].map(scene)).dt.tz_localize("UTC"))
     outside = candidates["tile_id"].isna()
     overlapping = candidates["overlaps"].notna()
+    out_of_date = {}
+    if params.max_days_apart is not None and outside.any():
+        # Which of the unplaced views some tile holds, had its scene date been near enough.
+        anywhere = pair_points(lat, lon, tiles, params.patch_size_px, params.split.block_km,
+                               dict(params.split.fractions), params.split.seed, captured)
+        out_of_date = {
+            i: f"{anywhere.at[i, 'tile_id']} (scene {_day(scene[anywhere.at[i, 'tile_id']])}, "
+               f"captured {_day(captured[i])}): {_days(anywhere.at[i, 'scene_days_apart'])}, "
+               f"pair.max_days_apart is {params.max_days_apart:g}"
+            for i in np.flatnonzero(outside.to_numpy() & anywhere["tile_id"].notna().to_numpy())}
     rejects = rejects_frame([
         *({"stage": "pair/place", "file": "", "row": None, "item": uuid,
-           "reason": "outside every tile", "detail": f"lat={lat}, lon={lon}"}
-          for uuid, lat, lon in candidates.loc[outside, ["uuid", "lat", "lon"]]
-          .itertuples(index=False)),
+           "reason": "scene too far from capture" if i in out_of_date else "outside every tile",
+           "detail": out_of_date.get(i, f"lat={lat}, lon={lon}")}
+          for i, uuid, lat, lon in candidates.loc[outside, ["uuid", "lat", "lon"]]
+          .itertuples()),
         *({"stage": "pair/place", "file": "", "row": None, "item": uuid,
            "reason": "patch overlaps another split",
            "detail": f"{patch_id} ({split}) shares ground with {other}"}
@@ -48,6 +65,22 @@ def plan_pairs(
     ])
     used = ~outside & ~overlapping
     return candidates.loc[used].drop(columns="overlaps").reset_index(drop=True), rejects
+
+
+def capture_times(street_views: pd.DataFrame) -> np.ndarray:
+    """Capture time per view as naive UTC datetime64[ns] (NaT where unknown)."""
+    if "datetime_utc" not in street_views:
+        return np.full(len(street_views), np.datetime64("NaT"), "datetime64[ns]")
+    times = pd.to_datetime(street_views["datetime_utc"], utc=True)
+    return times.dt.tz_localize(None).to_numpy("datetime64[ns]")
+
+
+def _day(time: np.datetime64) -> str:
+    return "unknown" if np.isnat(time) else str(time.astype("datetime64[D]"))
+
+
+def _days(apart: float) -> str:
+    return "date unknown" if np.isnan(apart) else f"{apart:.0f} days apart"
 
 
 @dataclass(frozen=True)
