@@ -396,3 +396,56 @@ class TrackingParams(_Strict):
                 "`tracking_uri: credentials:mlflow_tracking`, or export it as "
                 "MLFLOW_TRACKING_URI and leave `tracking_uri: null`")
         return value
+
+
+# ---- acquire (appended block: Sentinel-2 L2A from a STAC catalogue) ---------------------
+
+
+class AcquireAreaParams(_Strict):
+    """How windows are grouped into STAC searches: ``mgrs`` (the 100 km MGRS square of the
+    window, as UTM zone + 100 km cell) or a ``grid`` of ``grid_deg`` lat/lon cells."""
+
+    by: Literal["mgrs", "grid"] = "mgrs"
+    grid_deg: float = Field(default=0.1, gt=0, le=10)
+
+
+class AcquireHttpParams(_Strict):
+    """Retries and time-outs of STAC requests and COG range reads (GDAL's /vsicurl/)."""
+
+    max_retry: int = Field(default=3, ge=0)
+    retry_delay_s: float = Field(default=1.0, ge=0, description="back-off base")
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
+class AcquireParams(_Strict):
+    """``acquire``: Sentinel-2 L2A tiles for the street views from a STAC API
+    (see :func:`gair.acquire.acquire_sentinel2` for every option)."""
+
+    provider: Literal["earth_search", "planetary_computer"] = "earth_search"
+    url: str | None = Field(default=None, description="null: the provider's API")
+    collection: str | None = Field(default=None, description="null: sentinel-2-l2a")
+    asset_keys: dict[str, str] = Field(default={}, description="band -> asset key overrides")
+    output_dir: str = Field(min_length=1, description="the Sentinel-2 folder ingest reads")
+    tile_size_px: int = Field(default=96, ge=16, description="one GAIR patch: 960 m")
+    area: AcquireAreaParams = AcquireAreaParams()
+    days_window: int = Field(default=60, ge=0)
+    default_date_range: tuple[str, str] = ("2023-01-01", "2023-12-31")
+    max_cloud_cover: float = Field(default=30.0, ge=0, le=100)
+    max_masked_fraction: float = Field(default=0.5, ge=0, le=1)
+    masked_scl_classes: tuple[int, ...] = (0, 1, 3, 8, 9, 10)
+    workers: int = Field(default=4, ge=1)
+    page_size: int = Field(default=100, ge=1)
+    max_items_per_area: int = Field(default=500, ge=1)
+    http: AcquireHttpParams = AcquireHttpParams()
+    progress: bool = True
+    recheck_unusable: bool = False
+
+    @field_validator("default_date_range")
+    @classmethod
+    def _ordered_dates(cls, value: tuple[str, str]) -> tuple[str, str]:
+        import pandas as pd
+
+        start, end = (pd.Timestamp(v) for v in value)
+        if start > end:
+            raise ValueError(f"default_date_range starts after it ends: {value}")
+        return value

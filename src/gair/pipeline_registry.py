@@ -3,8 +3,9 @@
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
-ON_REQUEST = ("sweep", "embed")
-"""Pipelines left out of ``__default__``: run them by name (``--pipelines sweep``)."""
+ON_REQUEST = ("sweep", "embed", "acquire")
+"""Pipelines left out of ``__default__``: run them by name (``--pipelines sweep``);
+``acquire`` reads a STAC API over the network."""
 
 
 def register_pipelines() -> dict[str, Pipeline]:

@@ -166,3 +166,18 @@ def test_band_order_of_an_earth_engine_export(tmp_path):
                      tags=EARTH_ENGINE_TAGS, baseline="05.11")
     tile = read_tile_index(tmp_path, band_order=L2A_BANDS).tiles.iloc[0]
     assert tile["band_map"] and tile["valid_fraction"] > 0.8
+
+
+def test_embedding_reads_a_geographic_tile_on_the_grid_ingest_reads(tmp_path):
+    """``open_stack`` (the embed CLI's ``rs-patches``) sees the warped grid, as ingest does."""
+    from gair.io.sentinel2 import open_stack
+
+    _geographic_tile(tmp_path / "gair.tif", 48.1, 11.5, np.full((40, 40), 1500))
+    tile = read_tile_index(tmp_path).tiles.iloc[0]
+    with open_stack(tmp_path / "gair.tif", L2A_BANDS, 10.0) as src:
+        assert src.crs.to_string() == tile["crs"]
+        assert (src.height, src.width) == (tile["height"], tile["width"])
+        warped = src.read(2)
+    ingested = read_window(tmp_path, tile.to_dict(), Window(0, 0, tile["width"], tile["height"]),
+                           ["B02"])[0]
+    assert (warped == ingested).all() and set(np.unique(warped)) == {0, 1500}
