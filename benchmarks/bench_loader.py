@@ -27,7 +27,8 @@ import yaml
 from paper_format import write_paper_shards  # this folder is on the path of its scripts
 
 from gair.contract import OFFICIAL_BAND_MEAN, OFFICIAL_BAND_STD, PreprocessingContract
-from gair.training.data import PairsDataModule, preprocess_batch
+from gair.preprocessing import preprocess_batch
+from gair.training.data import PairsDataModule
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from gair.parameters import PretrainParams, SweepParams
-from gair.sweep import run_study
+from gair.sweep import SweepSettings, run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,10 +37,10 @@ def main() -> None:
               "budget_epochs": sweep["budget"].get("trainer.max_epochs")}
     with tempfile.TemporaryDirectory() as tmp:
         for label, pruner in (("pruned", sweep["pruner"]), ("unpruned", {"type": "none"})):
-            settings = SweepParams(**sweep | {
+            settings = SweepSettings.from_params(SweepParams(**sweep | {
                 "study_name": label, "storage": "journal", "storage_dir": tmp,
                 "n_trials": args.trials, "total_trials": args.trials, "pruner": pruner,
-            }).settings()
+            }))
             start = time.perf_counter()
             study = run_study(settings, base, Path(args.shards))
             result[f"{label}_seconds"] = round(time.perf_counter() - start, 1)

@@ -20,6 +20,7 @@ from gair.io.sentinel2 import (
     MAX_TILE_PIXELS,
     WARP_RESAMPLING,
 )
+from gair.secrets import redact_url, refuse_password_in_parameters, url_passwords
 
 
 class _Strict(BaseModel):
@@ -274,18 +275,7 @@ class SweepParams(_Strict):
     def _no_password(cls, value: str) -> str:
         if "://" not in value:  # journal, sqlite, env:VAR, credentials:NAME
             return value
-        from gair.sweep.study import refuse_password_in_parameters
-
         return refuse_password_in_parameters(value)
-
-    def settings(self, credentials: dict[str, Any] | None = None):
-        """The library's settings; ``credentials`` holds the entry ``credentials:NAME`` names."""
-        from gair.sweep import SweepSettings
-
-        values = self.model_dump()
-        values["search_space"] = {k: {key: v for key, v in spec.items() if v is not None}
-                                  for k, spec in values["search_space"].items()}
-        return SweepSettings(**values, credentials=credentials or {})
 
 
 def with_overrides(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -386,8 +376,6 @@ class TrackingParams(_Strict):
     def _no_password(cls, value: str | None) -> str | None:
         if value is None or "://" not in value:  # env:VAR, credentials:NAME
             return value
-        from gair.sweep.study import redact_url, url_passwords
-
         if url_passwords(value):
             raise ValueError(
                 f"tracking.tracking_uri {redact_url(value)} holds a password, and parameters "

@@ -39,6 +39,7 @@ from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from gair.parameters import TrackingParams
+from gair.secrets import passwords_masked_in_errors, redact_url, url_passwords
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class Tracking:
     run_id: str | None = None  # log into this existing MLflow run (a sweep trial's)
 
     def __repr__(self) -> str:
-        uri = None if self.tracking_uri is None else _redact(self.tracking_uri)
+        uri = None if self.tracking_uri is None else redact_url(self.tracking_uri)
         return (f"Tracking(experiment={self.experiment!r}, tracking_uri={uri!r}, "
                 f"tensorboard_dir={self.tensorboard_dir!r}, run_name={self.run_name!r}, "
                 f"tags={self.tags!r}, run_id={self.run_id!r})")
@@ -85,7 +86,7 @@ class Tracking:
         """This tracking as JSON for the spec file of ranks launched as processes, and the
         environment they need: a URI with a password goes there, never into the file."""
         entry = asdict(self)
-        if self.tracking_uri and _passwords(self.tracking_uri):
+        if self.tracking_uri and url_passwords(self.tracking_uri):
             entry |= {"tracking_uri": None, "tracking_uri_env": URI_ENV}
             return entry, {URI_ENV: self.tracking_uri}
         return entry, {}
@@ -140,27 +141,13 @@ def _from_environment(name: str) -> str:
     return os.environ[name]
 
 
-def _redact(uri: str) -> str:
-    from gair.sweep.study import redact_url
-
-    return redact_url(uri)
-
-
-def _passwords(uri: str) -> set[str]:
-    from gair.sweep.study import url_passwords
-
-    return url_passwords(uri)
-
-
 @contextmanager
 def masked_errors(tracking: Tracking | None) -> Iterator[None]:
     """Re-raise an error that shows the tracking URI's password with it masked."""
     uri = tracking.tracking_uri if tracking is not None else None
-    if not uri or not _passwords(uri):
+    if not uri or not url_passwords(uri):
         yield
         return
-    from gair.sweep.study import passwords_masked_in_errors
-
     with passwords_masked_in_errors(uri):
         yield
 
@@ -230,7 +217,7 @@ def start_run(tracking: Tracking, tags: Mapping[str, Any] | None = None,
         run = client.create_run(_experiment_id(client, tracking), run_name=tracking.run_name,
                                 tags=resolve_tags(values))
     logger.info("MLflow run %s (%s) in experiment %r at %s", run.info.run_id,
-                tracking.run_name, tracking.experiment, _redact(tracking.tracking_uri))
+                tracking.run_name, tracking.experiment, redact_url(tracking.tracking_uri))
     return run.info.run_id
 
 

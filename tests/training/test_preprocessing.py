@@ -20,7 +20,8 @@ from torchvision.transforms.v2 import functional as TF
 
 from gair.contract import PreprocessingContract, SVContract
 from gair.io.shards import decode_sample, read_encoded_shard
-from gair.training.data import PairDecoder, band_statistics, preprocess_batch, resize_sv
+from gair.preprocessing import PairDecoder, preprocess_batch, resize_sv
+from gair.training.data import band_statistics
 from tests.training.conftest import TINY_MODEL
 
 # ---- the oracle: the per-sample transform as it was (gair.training.data before the change)

@@ -12,8 +12,8 @@ from torchvision.transforms import v2
 import gair
 from gair.contract import OFFICIAL_BAND_MEAN, PreprocessingContract
 from gair.parameters import PretrainParams
+from gair.preprocessing import OFFICIAL_JITTER_BANDS, official_rs_jitter
 from gair.training import run_pretraining
-from gair.training.data import OFFICIAL_JITTER_BANDS, official_rs_jitter
 from gair.training.system import GAIRPretraining
 from tests.model.official_layout import croma_release, official_state_dict
 from tests.training.conftest import TINY_MODEL, tiny_pretrain_params

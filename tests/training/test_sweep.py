@@ -15,7 +15,7 @@ import yaml
 from kedro.config import OmegaConfigLoader
 
 from gair.parameters import PretrainParams, SweepParams
-from gair.sweep import best_pretrain_parameters, open_study, run_study
+from gair.sweep import SweepSettings, best_pretrain_parameters, open_study, run_study
 from tests.conftest import PROJECT_ROOT, temporary_conf
 from tests.training.conftest import tiny_pretrain_params
 
@@ -32,7 +32,7 @@ def _settings(storage_dir, **overrides):
               "pruner": {"type": "none"}, "search_space": SPACE,
               "budget": {"trainer.max_epochs": 1, "trainer.limit_train_batches": 2,
                          "trainer.enable_progress_bar": False}}
-    return SweepParams(**(values | overrides)).settings()
+    return SweepSettings.from_params(SweepParams(**(values | overrides)))
 
 
 def _base(tmp_path) -> dict:
@@ -105,9 +105,9 @@ def test_an_interrupted_sweep_continues_the_same_study(tiny_shards, tmp_path):
 WORKER = """
 import json, sys
 from gair.parameters import SweepParams
-from gair.sweep import run_study
+from gair.sweep import SweepSettings, run_study
 spec = json.loads(sys.argv[1])
-run_study(SweepParams(**spec["sweep"]).settings(), spec["base"], spec["shards"])
+run_study(SweepSettings.from_params(SweepParams(**spec["sweep"])), spec["base"], spec["shards"])
 """
 
 
@@ -127,7 +127,7 @@ def _two_workers(tiny_shards, tmp_path, storage: str, k: int = 2) -> optuna.Stud
     for worker in workers:
         _, err = worker.communicate(timeout=600)
         assert worker.returncode == 0, err[-2000:]
-    return open_study(SweepParams(**sweep).settings())
+    return open_study(SweepSettings.from_params(SweepParams(**sweep)))
 
 
 def _assert_one_study(study: optuna.Study, k: int = 2) -> None:
@@ -180,7 +180,7 @@ def test_an_invalid_search_space_stops_before_the_first_trial(tmp_path):
 SLEEPER = """
 import json, sys, time
 from gair.parameters import SweepParams
-from gair.sweep import run_study
+from gair.sweep import SweepSettings, run_study
 spec = json.loads(sys.argv[1])
 
 def objective(trial):
@@ -189,7 +189,7 @@ def objective(trial):
     time.sleep(600)  # killed long before this ends
     return 0.0
 
-run_study(SweepParams(**spec).settings(), {}, ".", objective=objective)
+run_study(SweepSettings.from_params(SweepParams(**spec)), {}, ".", objective=objective)
 """
 
 
@@ -211,7 +211,7 @@ def test_a_killed_workers_trial_is_failed_and_retried_on_a_database(tmp_path):
     import time
 
     time.sleep(3)  # past the grace period
-    settings = SweepParams(**spec).settings()
+    settings = SweepSettings.from_params(SweepParams(**spec))
     study = run_study(settings, {}, tmp_path, objective=lambda t: t.suggest_float(
         "loss.temperature", 0.05, 0.2))
     killed, retried = study.trials[:2]
@@ -243,7 +243,7 @@ SECRET = "hunter2-Xq9"
     ("journal", None),
 ])
 def test_redact_url_masks_the_password_and_nothing_else(url, shown):
-    from gair.sweep import redact_url
+    from gair.secrets import redact_url
 
     assert redact_url(url) == (shown or url)
 
@@ -302,9 +302,10 @@ def test_the_storage_url_comes_from_credentials_or_the_environment(tmp_path, mon
     from gair.sweep.study import resolve_storage
 
     url = f"sqlite:///{tmp_path / 'shared.db'}"
-    from_credentials = SweepParams(**{"study_name": "c", "storage": "credentials:sweep_storage",
-                                      "storage_dir": str(tmp_path), "search_space": SPACE}
-                                   ).settings({"sweep_storage": {"url": url}})
+    from_credentials = SweepSettings.from_params(
+        SweepParams(study_name="c", storage="credentials:sweep_storage",
+                    storage_dir=str(tmp_path), search_space=SPACE),
+        {"sweep_storage": {"url": url}})
     assert resolve_storage(from_credentials) == url
     assert SECRET not in repr(dataclasses.replace(
         from_credentials, credentials={"sweep_storage": {"url": f"postgresql://u:{SECRET}@h"}}))
@@ -319,7 +320,7 @@ def test_the_storage_url_comes_from_credentials_or_the_environment(tmp_path, mon
 def test_an_error_that_shows_the_password_is_raised_masked():
     import traceback
 
-    from gair.sweep.study import passwords_masked_in_errors
+    from gair.secrets import passwords_masked_in_errors
 
     url = f"postgresql+psycopg2://gair:{SECRET}@db-host/gair"
     with pytest.raises(RuntimeError) as caught, passwords_masked_in_errors(url):

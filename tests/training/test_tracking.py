@@ -101,12 +101,14 @@ def test_pretraining_logs_to_mlflow_and_tensorboard_and_a_resumed_run_continues(
 
 
 def test_a_sweep_trial_is_a_run_under_the_study_with_its_values_and_objective(tmp_path):
+    from gair.sweep import SweepSettings, run_study
+
     tracking = resolve(TrackingParams(local_dir=str(tmp_path / "mlruns")))
-    settings = SweepParams(
+    settings = SweepSettings.from_params(SweepParams(
         study_name=f"t-{uuid.uuid4().hex[:6]}", storage_dir=str(tmp_path / "sweep"),
         n_trials=3, total_trials=3, pruner={"type": "none"},
         search_space={"loss.temperature": {"type": "float", "low": 0.05, "high": 0.2}},
-    ).settings()
+    ))
 
     def objective(trial):
         value = trial.suggest_float("loss.temperature", 0.05, 0.2)
@@ -116,8 +118,6 @@ def test_a_sweep_trial_is_a_run_under_the_study_with_its_values_and_objective(tm
             trial.set_user_attr("reason", "RuntimeError: out of memory")  # as make_objective
             raise RuntimeError("out of memory")
         return value * 10
-
-    from gair.sweep import run_study
 
     study = run_study(settings, {}, tmp_path, objective=objective, tracking=tracking)
     (parent,) = _runs(tracking, **{"gair.role": "study", "gair.study": settings.study_name})
@@ -140,16 +140,16 @@ def test_a_sweep_trial_is_a_run_under_the_study_with_its_values_and_objective(tm
 
 @pytest.mark.slow
 def test_a_sweep_trial_s_pretraining_logs_into_the_trial_s_run(tiny_shards, tmp_path):
-    from gair.sweep import run_study
+    from gair.sweep import SweepSettings, run_study
 
     tracking = resolve(TrackingParams(local_dir=str(tmp_path / "mlruns")))
-    settings = SweepParams(
+    settings = SweepSettings.from_params(SweepParams(
         study_name="trained", storage_dir=str(tmp_path / "sweep"), metric="val/loss",
         direction="minimize", n_trials=1, total_trials=1, pruner={"type": "none"},
         budget={"trainer.max_epochs": 1, "trainer.limit_train_batches": 2,
                 "trainer.enable_progress_bar": False},
         search_space={"loss.temperature": {"type": "float", "low": 0.05, "high": 0.2}},
-    ).settings()
+    ))
     base = PretrainParams(**tiny_pretrain_params(), run_dir=str(tmp_path / "unused"))
     study = run_study(settings, base.model_dump(mode="json"), tiny_shards, tracking=tracking)
     (trial,) = _runs(tracking, **{"gair.trial": "0"})

@@ -18,7 +18,7 @@ from gair.io.directories import staging_path
 from gair.model import GAIR, GAIRConfig
 from gair.model.official import convert_official, is_official
 from gair.model.weights import WeightsError, load_into, read_state_dict, tensors_of
-from gair.training.data import PairDecoder, preprocess_rs, preprocess_sv, resize_sv
+from gair.preprocessing import PairDecoder, preprocess_rs, preprocess_sv, resize_sv
 
 
 @dataclass
@@ -27,7 +27,7 @@ class FrozenGAIR:
     stored samples (validation's).
 
     The ``encode_*`` methods take arrays in the contract's units, check them against it,
-    preprocess them as training's validation does (``gair.training.data``), and return
+    preprocess them as training's validation does (``gair.preprocessing``), and return
     L2-normalised embeddings as float32 numpy arrays, in batches.
     """
 

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from gair.embed.model import FrozenGAIR
 from gair.io.shards import SAMPLES_TABLE, read_encoded_shard
-from gair.training.data import preprocess_batch
+from gair.preprocessing import preprocess_batch
 
 PAIR_EMBEDDINGS = ("sv", "rs_query", "rs_centre", "rs_global", "location")
 """Embedding columns of :func:`embed_pairs`: ``GAIR.forward``'s, and ``rs_centre``, the

@@ -5,10 +5,9 @@ from gair.sweep.study import (
     best_pretrain_parameters,
     make_storage,
     open_study,
-    redact_url,
     run_study,
     suggest,
 )
 
 __all__ = ["SweepSettings", "best_pretrain_parameters", "make_storage", "open_study",
-           "redact_url", "run_study", "suggest"]
+           "run_study", "suggest"]

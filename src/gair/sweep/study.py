@@ -17,16 +17,12 @@ import logging
 import math
 import os
 import random
-import re
 import shutil
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -34,7 +30,8 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
-from gair.parameters import PretrainParams, with_overrides
+from gair.parameters import PretrainParams, SweepParams, with_overrides
+from gair.secrets import passwords_masked_in_errors, redact_url
 
 if TYPE_CHECKING:
     from gair.tracking import Tracking
@@ -63,39 +60,15 @@ class SweepSettings:
     # (the project's hook hands it over); kept out of the repr, which logs may show.
     credentials: dict[str, Any] = field(default_factory=dict, repr=False)
 
-
-# user:password@ in a URL's authority (greedy up to the last "@": SQLAlchemy reads a
-# password up to the first "@", so an unescaped "@" in it would otherwise leave its tail
-# shown), and libpq's ?password=... query option.
-_URL_PASSWORD = re.compile(r"^([A-Za-z][\w+.-]*://[^:/@]*:)(.*)@")
-_QUERY_PASSWORD = re.compile(r"([?&]password=)([^&]*)", re.IGNORECASE)
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password shown as ``***`` (``user:pass@`` -> ``user:***@``); any
-    other string (``journal``, ``env:VAR``, a URL without a password) unchanged."""
-    url = _URL_PASSWORD.sub(r"\1***@", url, count=1)
-    return _QUERY_PASSWORD.sub(r"\1***", url)
-
-
-def url_passwords(url: str) -> set[str]:
-    """The password(s) in ``url`` as written and percent-decoded (how drivers print it)."""
-    authority = _URL_PASSWORD.match(url)
-    found = [authority.group(2)] if authority else []
-    found += [m.group(2) for m in _QUERY_PASSWORD.finditer(url)]
-    return {p for raw in found if raw for p in (raw, unquote(raw))}
-
-
-def refuse_password_in_parameters(storage: str) -> str:
-    """``storage`` unchanged if it holds no password; a password in parameters would be
-    shown in plain text by ``kedro viz`` and in logs, so it is refused with where to put it."""
-    if url_passwords(storage):
-        raise ValueError(
-            f"sweep.storage {redact_url(storage)} holds a password, and parameters are shown "
-            "in plain text (kedro viz, logs). Put the URL in conf/local/credentials.yml as "
-            "`sweep_storage: {url: ...}` and set `storage: credentials:sweep_storage`, or "
-            "export it and set `storage: env:GAIR_OPTUNA_STORAGE`")
-    return storage
+    @classmethod
+    def from_params(cls, params: SweepParams,
+                    credentials: dict[str, Any] | None = None) -> SweepSettings:
+        """The settings ``params`` give; ``credentials`` holds the entry ``credentials:NAME``
+        names."""
+        values = params.model_dump()
+        values["search_space"] = {k: {key: v for key, v in spec.items() if v is not None}
+                                  for k, spec in values["search_space"].items()}
+        return cls(**values, credentials=credentials or {})
 
 
 def resolve_storage(settings: SweepSettings) -> str:
@@ -115,26 +88,6 @@ def resolve_storage(settings: SweepSettings) -> str:
                              "conf/local/credentials.yml")
         return url
     return kind
-
-
-@contextmanager
-def passwords_masked_in_errors(url: str) -> Iterator[None]:
-    """Re-raise an error whose text (or its cause's) shows a password of ``url`` with the
-    password masked, and without the original chained (a traceback would print it)."""
-    try:
-        yield
-    except Exception as error:
-        passwords = url_passwords(url)
-        chain, cause = [], error
-        while cause is not None and cause not in chain:
-            chain.append(cause)
-            cause = cause.__cause__ or cause.__context__
-        if not any(p in str(e) for e in chain for p in passwords):
-            raise
-        message = " <- ".join(f"{type(e).__name__}: {e}" for e in chain)
-        for password in sorted(passwords, key=len, reverse=True):
-            message = message.replace(password, "***")
-        raise RuntimeError(message) from None
 
 
 def make_storage(settings: SweepSettings) -> optuna.storages.BaseStorage | str:

@@ -20,10 +20,10 @@ def run_sweep(shards_dir: Path, pretrain: PretrainParams, sweep: SweepParams,
     names, or empty (a project hook reads it from ``conf/local/credentials.yml``);
     ``tracking``: the study and each trial as MLflow runs, trials' curves in TensorBoard."""
     from gair.reporting.sweep_plots import sweep_figures
-    from gair.sweep import best_pretrain_parameters, run_study
+    from gair.sweep import SweepSettings, best_pretrain_parameters, run_study
     from gair.tracking import resolve
 
-    settings = sweep.settings(storage_credentials)
+    settings = SweepSettings.from_params(sweep, storage_credentials)
     base = pretrain.model_dump(mode="json")
     study = run_study(settings, base, shards_dir,
                       tracking=resolve(tracking, tracking_credentials))
