@@ -20,6 +20,7 @@ from gair.io.sentinel2 import (
     MAX_TILE_PIXELS,
     WARP_RESAMPLING,
 )
+from gair.io.streetscapes import PERCEPTION_ATTRIBUTES
 from gair.secrets import redact_url, refuse_password_in_parameters, url_passwords
 
 
@@ -301,7 +302,8 @@ class EvaluationTaskParams(_Strict):
                                          description="low-label regime; null: all train labels")
     label_draws: int = Field(default=1, ge=1,
                              description="low-label scores: mean over this many label draws")
-    perception: list[str] = ["Safe", "Lively", "Wealthy", "Beautiful", "Boring", "Depressing"]
+    perception: list[str] = Field(default=list(PERCEPTION_ATTRIBUTES), min_length=1,
+                                  description="the perception task's target columns")
 
 
 class BenchmarkParams(_Strict):

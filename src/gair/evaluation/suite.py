@@ -35,14 +35,12 @@ from gair.evaluation.probes import (
     segmentation_probe,
 )
 from gair.evaluation.retrieval import geolocalise, haversine_km, retrieval_metrics
+from gair.io.streetscapes import PERCEPTION_ATTRIBUTES
 
 if TYPE_CHECKING:
     from gair.evaluation.benchmarks import Targets
 
 logger = logging.getLogger(__name__)
-
-PERCEPTION = ("Safe", "Lively", "Wealthy", "Beautiful", "Boring", "Depressing")
-
 
 @dataclass(frozen=True)
 class Task:
@@ -163,6 +161,7 @@ class SuiteSettings:
     seed: int = 0
     radii_km: tuple[float, ...] = (1.0, 25.0, 200.0, 750.0, 2500.0)
     label_draws: int = 1  # low-label scores are means over this many draws of the labels
+    perception: tuple[str, ...] = PERCEPTION_ATTRIBUTES  # the perception task's targets
 
 
 def linear_and_knn(features: np.ndarray, labels: np.ndarray, split: pd.Series,
@@ -262,8 +261,9 @@ def run_suite(embeddings: ModelEmbeddings, street_views: pd.DataFrame, masks: np
     tasks: dict[str, Callable[[], dict[str, float]]] = {
         "sv_landcover": lambda: linear_and_knn(sv_features, sv["landcover"].to_numpy(),
                                                sv["split"], settings),
-        "sv_perception": lambda: _regression(sv_features, sv[list(PERCEPTION)].to_numpy(),
-                                             sv["split"], PERCEPTION),
+        "sv_perception": lambda: _regression(sv_features,
+                                             sv[list(settings.perception)].to_numpy(),
+                                             sv["split"], settings.perception),
         "rs_landcover": lambda: linear_and_knn(patch_features, patches["landcover"].to_numpy(),
                                                patches["split"], settings),
         "rs_segmentation": segmentation,
@@ -358,8 +358,8 @@ def chance_levels(street_views: pd.DataFrame, patches: pd.DataFrame, masks: np.n
         ("sv_landcover", "acc"): lambda: majority(street_views["landcover"].to_numpy(), sv_split),
         ("fused_landcover", "acc"): lambda: majority(street_views["landcover"].to_numpy(),
                                                      sv_split),
-        ("sv_perception", "r2"): lambda: mean_r2(street_views[list(PERCEPTION)].to_numpy(),
-                                                 sv_split),
+        ("sv_perception", "r2"): lambda: mean_r2(
+            street_views[list(settings.perception)].to_numpy(), sv_split),
         ("rs_landcover", "acc"): lambda: majority(patches["landcover"].to_numpy(),
                                                   patches["split"]),
         ("rs_segmentation", "miou"): segmentation,

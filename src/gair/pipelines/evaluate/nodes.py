@@ -128,7 +128,8 @@ def _suite_settings(params: EvaluateParams):
     from gair.evaluation.suite import SuiteSettings
 
     return SuiteSettings(params.tasks.labels_per_class, params.tasks.points_seed,
-                         tuple(params.radii_km), params.tasks.label_draws)
+                         tuple(params.radii_km), params.tasks.label_draws,
+                         tuple(params.tasks.perception))
 
 
 def _load_model(source: dict[str, Any], device: str):
