@@ -74,3 +74,28 @@ def test_perception_column_the_street_views_lack_is_named(world):
     embeddings, street_views, masks = world
     with pytest.raises(KeyError, match="Ugly"):
         run_suite(embeddings, street_views, masks, SuiteSettings(perception=("Safe", "Ugly")))
+
+
+def test_gair_beats_random_counts_margins_beyond_the_seed_spread():
+    """Known scores: GAIR wins where its mean is ahead by more than either group's spread
+    (lower is better for the geolocalisation error, which is not a downstream task)."""
+    from gair.evaluation.report import TASK_BY_NAME, seed_comparison
+    from gair.evaluation.suite import DOWNSTREAM
+
+    scores = {  # task: (gair seeds, random seeds)
+        "sv_landcover": ((0.60, 0.62), (0.40, 0.41)),     # wins by 0.205 > 0.02
+        "sv_perception": ((0.30, 0.50), (0.28, 0.29)),    # margin 0.115 < spread 0.20
+        "rs_landcover": ((0.50, 0.50), (0.55, 0.55)),     # behind
+        "rs_segmentation": ((0.31, 0.31), (0.30, 0.30)),  # wins by 0.01 > 0
+    }
+    rows = [{"task": task, "model": f"{group}_s{seed}", "metric": TASK_BY_NAME[task].headline,
+             "value": value}
+            for task, groups in scores.items()
+            for group, values in zip(("gair", "random"), groups, strict=True)
+            for seed, value in enumerate(values)]
+    comparison = seed_comparison(pd.DataFrame(rows), ["gair_s0", "gair_s1"],
+                                 ["random_s0", "random_s1"])
+    assert set(comparison["task"]) <= set(DOWNSTREAM)
+    assert dict(zip(comparison["task"], comparison["gair_wins"], strict=True)) == {
+        "sv_landcover": True, "sv_perception": False, "rs_landcover": False,
+        "rs_segmentation": True}
