@@ -29,7 +29,8 @@ def test_real_environment_ingests_and_pairs_the_real_samples(realdata, tmp_path)
     (conf / "real" / "parameters_ingest.yml").write_text(yaml.safe_dump({"ingest": {
         "streetscapes": {"metadata_table": "tables/02_metadata_common_attributes.csv",
                          "label_tables": labels, "images_dir": "img"},
-        # The chips mix baselines and do not say which: the user states it.
+        # The chips mix baselines and do not say which: the user states one, and the offset
+        # check rejects the chips whose data contradict it (their blue band lacks the +1000).
         "sentinel2": {"processing_baseline": "05.09"},
     }}))
     bootstrap_project(PROJECT_ROOT)
@@ -40,7 +41,9 @@ def test_real_environment_ingests_and_pairs_the_real_samples(realdata, tmp_path)
     report = json.loads((tmp_path / "data" / "08_reporting" / "ingest_report.json").read_text())
     assert report["street_views"] == {"read": 2319, "accepted": 25, "rejected": 2294,
                                       "rejected_by_reason": {"image missing": 2294}}
-    assert report["sentinel2_tiles"]["accepted"] == 23
+    assert report["sentinel2_tiles"] == {
+        "read": 23, "accepted": 11, "rejected": 12,
+        "rejected_by_reason": {"BOA offset contradicts the data": 12}}
     pair_report = json.loads((tmp_path / "data" / "08_reporting" / "pair_report.json").read_text())
     # Stuttgart and Singapore are in none of the worldwide chips: all 25 are rejected, counted.
     assert pair_report["read"] == 25 == pair_report["rejected"]
