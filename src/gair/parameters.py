@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gair.geo.distance import GEOLOCALISATION_RADII_KM
 from gair.io.images import MAX_IMAGE_PIXELS
 from gair.io.sentinel2 import (
     GROUND_RESOLUTION_TOLERANCE,
@@ -336,7 +337,8 @@ class EvaluateParams(_Strict):
     location_only: bool = True
     device: str = "cpu"
     batch_size: int = Field(default=64, ge=1)
-    radii_km: list[float] = [1.0, 25.0, 200.0, 750.0, 2500.0]
+    radii_km: list[float] = Field(default=list(GEOLOCALISATION_RADII_KM), min_length=1,
+                                  description="geolocalisation accuracy radii")
     retrieval_examples: int = Field(default=4, ge=0)
     tasks: EvaluationTaskParams = EvaluationTaskParams()
     benchmarks: BenchmarksParams = BenchmarksParams()

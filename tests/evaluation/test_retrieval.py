@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from gair.evaluation.retrieval import geolocalise, haversine_km, ranking_metrics, retrieval_metrics
+from gair.evaluation.retrieval import geolocalise, ranking_metrics, retrieval_metrics
+from gair.geo.distance import haversine_km
 
 
 def test_retrieval_metrics_by_hand():

@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 import shapely
 
-from gair.evaluation.retrieval import haversine_km
 from gair.evaluation.sample_world_tasks import (
     SpatialSplit,
     location_gallery,
@@ -16,6 +15,7 @@ from gair.evaluation.sample_world_tasks import (
     sample_patches,
     sample_points,
 )
+from gair.geo.distance import haversine_km
 from gair.geo.pairing import TileGrid, pair_points
 from gair.io.sentinel2 import read_tile_index
 

@@ -7,9 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-EARTH_RADIUS_KM = 6371.0088
-GEOLOCALISATION_RADII_KM = (1.0, 25.0, 200.0, 750.0, 2500.0)  # street .. continent (GeoCLIP)
-
+from gair.geo.distance import GEOLOCALISATION_RADII_KM, haversine_km
 
 RANKING_CHUNK = 4096
 """Query rows scored at a time by :func:`retrieval_metrics`: the whole score matrix of
@@ -80,16 +78,6 @@ def _recalls(ranks: torch.Tensor, prefix: str) -> dict[str, float]:
     metrics = {f"{prefix}r@{k}": float((ranks <= k).float().mean()) for k in (1, 5, 10)}
     # numpy's median averages the two middle ranks of an even count; torch's takes the lower.
     return metrics | {f"{prefix}median_rank": float(np.median(ranks.numpy()))}
-
-
-def haversine_km(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray,
-                 lon2: np.ndarray) -> np.ndarray:
-    """Great-circle distance in km between (lat, lon) points given in degrees."""
-    lat1, lon1, lat2, lon2 = (np.radians(np.asarray(v, dtype=np.float64))
-                              for v in (lat1, lon1, lat2, lon2))
-    a = (np.sin((lat2 - lat1) / 2) ** 2
-         + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2)
-    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
 def geolocalise(queries: np.ndarray, gallery: np.ndarray, gallery_latlon: np.ndarray,

@@ -34,7 +34,8 @@ from gair.evaluation.probes import (
     ridge_regressor,
     segmentation_probe,
 )
-from gair.evaluation.retrieval import geolocalise, haversine_km, retrieval_metrics
+from gair.evaluation.retrieval import geolocalise, retrieval_metrics
+from gair.geo.distance import GEOLOCALISATION_RADII_KM, haversine_km
 from gair.io.streetscapes import PERCEPTION_ATTRIBUTES
 
 if TYPE_CHECKING:
@@ -159,7 +160,7 @@ def _splits(features: np.ndarray, targets: np.ndarray, split: pd.Series,
 class SuiteSettings:
     labels_per_class: int | None = None  # low-label regime for the classification probes
     seed: int = 0
-    radii_km: tuple[float, ...] = (1.0, 25.0, 200.0, 750.0, 2500.0)
+    radii_km: tuple[float, ...] = GEOLOCALISATION_RADII_KM
     label_draws: int = 1  # low-label scores are means over this many draws of the labels
     perception: tuple[str, ...] = PERCEPTION_ATTRIBUTES  # the perception task's targets
 

@@ -27,6 +27,7 @@ import pandas as pd
 import shapely
 
 from gair.geo.crs import transform_grouped
+from gair.geo.distance import KM_PER_DEGREE
 
 _ENVELOPE_PAD_DEG = 1e-3
 """Footprint envelopes are padded (~100 m) so that the 4326 shortlist never misses a point
@@ -126,10 +127,6 @@ def patch_of(col: np.ndarray, row: np.ndarray, patch_size: int, width: np.ndarra
     qx = 2.0 * (col - col_off) / patch_size - 1.0
     qy = 2.0 * (row - row_off) / patch_size - 1.0
     return patch_row, patch_col, row_off, col_off, qx, qy
-
-
-KM_PER_DEGREE = 6371.0088 * np.pi / 180.0
-"""Kilometres per degree of latitude on the mean Earth sphere (blocks need no better)."""
 
 
 def world_blocks(lat: np.ndarray, lon: np.ndarray, block_km: float) -> np.ndarray:
