@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from gair.geo.pairing import pair_points, scene_times
+from gair.geo.pairing import TileGrid, days_apart, locate_in_tiles, pair_points, scene_times
 from gair.io.rejects import count_report, rejects_frame
 from gair.io.shards import REJECTS_TABLE, SAMPLES_TABLE, ExtractionSettings, extract_shards
 from gair.parameters import PairParams
@@ -43,14 +43,15 @@ def plan_pairs(
     overlapping = candidates["overlaps"].notna()
     out_of_date = {}
     if params.max_days_apart is not None and outside.any():
-        # Which of the unplaced views some tile holds, had its scene date been near enough.
-        anywhere = pair_points(lat, lon, tiles, params.patch_size_px, params.split.block_km,
-                               dict(params.split.fractions), params.split.seed, captured)
+        # Of the unplaced views, those a tile holds whatever its date are out of date.
+        unplaced = np.flatnonzero(outside.to_numpy())
+        grid = TileGrid.from_index(tiles)
+        holder, _, _ = locate_in_tiles(lat[unplaced], lon[unplaced], grid)
         out_of_date = {
-            i: f"{anywhere.at[i, 'tile_id']} (scene {_day(scene[anywhere.at[i, 'tile_id']])}, "
-               f"captured {_day(captured[i])}): {_days(anywhere.at[i, 'scene_days_apart'])}, "
+            i: f"{grid.tile_ids[t]} (scene {_day(grid.sensed[t])}, captured "
+               f"{_day(captured[i])}): {_days(days_apart(captured[i], grid.sensed[t]))}, "
                f"pair.max_days_apart is {params.max_days_apart:g}"
-            for i in np.flatnonzero(outside.to_numpy() & anywhere["tile_id"].notna().to_numpy())}
+            for i, t in zip(unplaced, holder, strict=True) if t >= 0}
     rejects = rejects_frame([
         *({"stage": "pair/place", "file": "", "row": None, "item": uuid,
            "reason": "scene too far from capture" if i in out_of_date else "outside every tile",
