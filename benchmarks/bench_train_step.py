@@ -110,8 +110,8 @@ def default_config(args: argparse.Namespace) -> dict:
     module = PairsDataModule(str(shards), params.data.batch_size, contract,
                              params.data.num_workers, 0, params.data.shuffle_buffer)
     module.setup()
-    model = GAIR(GAIRConfig(**params.model.model_dump(mode="json"))).train()
-    loss = GAIRLoss(LossConfig(**params.loss.model_dump())).train()
+    model = GAIR(params.model).train()
+    loss = GAIRLoss(params.loss).train()
     model_step = _step_fn(model, loss, torch.device("cpu"), bf16=False)
 
     def step(batch: dict) -> None:

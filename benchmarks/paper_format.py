@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from gair.io.sentinel2 import GAIR_BANDS
+from gair.io.l2a import GAIR_BANDS
 from gair.io.shards import SAMPLES_TABLE, SHARD_PATTERN, patch_key, write_shard
 
 SV_SIZE = (341, 256)

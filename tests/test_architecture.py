@@ -47,3 +47,13 @@ def test_load_model_loads_no_training_sweep_tracking_or_kedro():
     found = [m for m in NOT_FOR_LOAD_MODEL
              if m in loaded or any(n.startswith(f"{m}.") for n in loaded)]
     assert not found, f"`from gair import load_model` loads {found}"
+
+
+def test_configuration_and_band_facts_load_no_raster_or_deep_learning_stack():
+    # At run time: gair/model/__init__.py and gair/io/__init__.py run first.
+    light = ("gair.parameters", "gair.contract", "gair.model.config", "gair.io.l2a")
+    result = _run("-c", f"import sys; import {', '.join(light)}; print(*sys.modules)")
+    assert result.returncode == 0, result.stderr[-2000:]
+    loaded = set(result.stdout.split())
+    heavy = [m for m in ("rasterio", "torch", "torchvision", "timm", "lightning") if m in loaded]
+    assert not heavy, f"importing {light} loads {heavy}"

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from gair.io.sentinel2 import GAIR_BANDS, QUANTIFICATION_VALUE
+from gair.io.l2a import GAIR_BANDS, QUANTIFICATION_VALUE
 
 CONTRACT_KEY = "gair_contract"
 CONTRACT_VERSION = 2

@@ -12,16 +12,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gair.contract import Interpolation, RSNormalization
 from gair.geo.distance import GEOLOCALISATION_RADII_KM
 from gair.io.images import MAX_IMAGE_PIXELS
-from gair.io.sentinel2 import (
+from gair.io.l2a import (
     GROUND_RESOLUTION_TOLERANCE,
     L2A_BANDS,
+    MASKED_SCL_CLASSES,
     MAX_SHARE_BELOW_OFFSET,
     MAX_TILE_PIXELS,
     WARP_RESAMPLING,
 )
 from gair.io.streetscapes import PERCEPTION_ATTRIBUTES
+from gair.model.config import GAIRConfig, LossConfig
 from gair.secrets import redact_url, refuse_password_in_parameters, url_passwords
 
 
@@ -97,42 +100,6 @@ class PairParams(_Strict):
     shards: ShardParams = ShardParams()
 
 
-class EncoderParams(BaseModel):
-    """An encoder: ``name`` (a timm ViT, or ``croma`` for the RS encoder) plus its
-    architecture options (``patch_size``, ``depth``, ``num_heads``, ``pooler`` ...)."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    name: str
-    img_size: int = Field(ge=8)
-    weights: str | None = None  # optional local weights file; never a hub download
-
-
-class ModelParams(_Strict):
-    embed_dim: int = Field(default=768, ge=8)
-    rs_encoder: EncoderParams
-    sv_encoder: EncoderParams
-    location_encoder: dict[str, Any] = {"sigmas": [1.0, 16.0, 256.0], "n_features": 256,
-                                        "hidden_dim": 1024, "depth": 3}
-    query_mode: Literal["nili", "bilinear", "bicubic"] = "nili"
-    imnet_hidden: list[int] = []
-    nili_offset_scale: Literal["grid", "half_grid"] = "grid"
-
-
-class LossParams(_Strict):
-    temperature: float = Field(default=0.07, gt=0)
-    learnable_temperature: bool = False
-    shared_temperature: bool = True
-    weight_incl: float = Field(default=1.0, ge=0)
-    weight_secl_sv: float = Field(default=0.5, ge=0)
-    weight_secl_rs: float = Field(default=0.5, ge=0)
-    queue_size: int = Field(default=4096, ge=0)
-    secl_negatives: Literal["queue", "batch_and_queue"] = Field(
-        default="batch_and_queue", description="queue: the official SECL")
-    weight_distill_sv: float = Field(default=0.2, ge=0, description="used with teachers.sv_weights")
-    weight_distill_rs: float = Field(default=0.2, ge=0, description="used with teachers.rs_weights")
-
-
 class OptimizerParams(_Strict):
     blr: float = Field(default=1.5e-6, gt=0, description="lr = blr x effective batch / 256")
     weight_decay: float = Field(default=0.05, ge=0)
@@ -168,10 +135,10 @@ class PreprocessingParams(_Strict):
     ``zscore``: per-band statistics of the training shards; ``official``: the official
     GAIR statistics (or ``rs_band_mean``/``rs_band_std``) and its uint8 scaling."""
 
-    rs_normalization: Literal["zscore", "official"] = "zscore"
+    rs_normalization: RSNormalization = "zscore"
     rs_band_mean: list[float] | None = None
     rs_band_std: list[float] | None = None
-    rs_interpolation: Literal["area", "bilinear", "bicubic"] = "area"
+    rs_interpolation: Interpolation = "area"
     sv_interpolation: Literal["bilinear", "bicubic"] = "bilinear"
     rs_jitter: float = Field(default=0.0, ge=0, le=1,
                              description="p of the official RS jitter (official 0.7)")
@@ -225,8 +192,8 @@ class PretrainParams(_Strict):
     seed: int = 0
     run_dir: str = "data/06_models/pretrain_run"
     resume: bool = True
-    model: ModelParams
-    loss: LossParams = LossParams()
+    model: GAIRConfig = GAIRConfig()
+    loss: LossConfig = LossConfig()
     preprocessing: PreprocessingParams = PreprocessingParams()
     teachers: TeacherParams = TeacherParams()
     optimizer: OptimizerParams = OptimizerParams()
@@ -424,7 +391,7 @@ class AcquireParams(_Strict):
     default_date_range: tuple[str, str] = ("2023-01-01", "2023-12-31")
     max_cloud_cover: float = Field(default=30.0, ge=0, le=100)
     max_masked_fraction: float = Field(default=0.5, ge=0, le=1)
-    masked_scl_classes: tuple[int, ...] = (0, 1, 3, 8, 9, 10)
+    masked_scl_classes: tuple[int, ...] = MASKED_SCL_CLASSES
     workers: int = Field(default=4, ge=1)
     page_size: int = Field(default=100, ge=1)
     max_items_per_area: int = Field(default=500, ge=1)

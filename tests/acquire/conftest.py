@@ -24,7 +24,7 @@ from affine import Affine
 from gair.acquire.stac import EARTH_SEARCH_ASSETS, SCL
 from gair.geo.crs import transformer
 from gair.geo.utm import utm_zone_for
-from gair.io.sentinel2 import L2A_BANDS, NATIVE_RESOLUTION_M
+from gair.io.l2a import L2A_BANDS, NATIVE_RESOLUTION_M
 from tests.acquire.stac_server import COLLECTION, StacServer
 from tests.conftest import REALDATA
 

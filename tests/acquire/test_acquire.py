@@ -15,8 +15,9 @@ import requests
 import gair.acquire.acquire as acquire_module
 from gair.acquire import acquire_sentinel2
 from gair.acquire.stac import SCL
+from gair.io.l2a import L2A_BANDS
 from gair.io.rejects import InputConfigurationError
-from gair.io.sentinel2 import L2A_BANDS, read_tile_index
+from gair.io.sentinel2 import read_tile_index
 from tests.acquire.conftest import TILE_PX
 
 HTTP = {"max_retry": 2, "retry_delay_s": 0.05, "timeout_s": 5}

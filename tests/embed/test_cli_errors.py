@@ -29,8 +29,9 @@ from gair.embed.__main__ import main, rejects_path
 from gair.embed.api import embed_street_views
 from gair.evaluation.embeddings import stack
 from gair.io.images import ImageRejected
+from gair.io.l2a import L2A_BANDS
 from gair.io.rejects import InputConfigurationError
-from gair.io.sentinel2 import L2A_BANDS, TileRejected, read_tile_index
+from gair.io.sentinel2 import TileRejected, read_tile_index
 from gair.model import GAIR, GAIRConfig
 from tests.training.conftest import TINY_MODEL
 

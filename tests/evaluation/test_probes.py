@@ -134,18 +134,19 @@ def test_a_probe_needs_every_split():
 def test_low_label_scores_are_the_mean_over_label_draws():
     import pandas as pd
 
-    from gair.evaluation.suite import SuiteSettings, linear_and_knn
+    from gair.evaluation.suite import linear_and_knn
+    from gair.parameters import EvaluationTaskParams as Tasks
 
     rng = np.random.default_rng(4)
     y = rng.integers(0, 3, 300)
     x = np.eye(3, 6)[y] * 1.5 + rng.normal(size=(300, 6))
     split = pd.Series(np.array(["train", "val", "test"])[np.arange(300) % 3])
-    one = [linear_and_knn(x, y, split, SuiteSettings(labels_per_class=4, seed=s))
+    one = [linear_and_knn(x, y, split, Tasks(labels_per_class=4, points_seed=s))
            for s in (7, 8, 9)]
-    mean = linear_and_knn(x, y, split, SuiteSettings(labels_per_class=4, seed=7, label_draws=3))
+    mean = linear_and_knn(x, y, split, Tasks(labels_per_class=4, points_seed=7, label_draws=3))
     for key in ("acc", "macro_f1", "knn_acc"):
         assert mean[key] == pytest.approx(np.mean([r[key] for r in one]))
     assert len({r["acc"] for r in one}) > 1  # the draws differ, so the mean is not one of them
     assert mean["n_train"] == 12
-    every = SuiteSettings(labels_per_class=None, label_draws=3)  # all labels: one fit
+    every = Tasks(labels_per_class=None, label_draws=3)  # all labels: one fit
     assert linear_and_knn(x, y, split, every)["n_train"] == 100

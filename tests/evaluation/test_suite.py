@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gair.evaluation.suite import ModelEmbeddings, SuiteSettings, chance_levels, run_suite
+from gair.evaluation.suite import ModelEmbeddings, chance_levels, run_suite
 from gair.io.streetscapes import PERCEPTION_ATTRIBUTES
+from gair.parameters import EvaluateParams
 
 DIM, N_VIEWS, N_PATCHES = 8, 80, 20
 
@@ -59,21 +60,22 @@ def world():
 @pytest.mark.parametrize("perception", [PERCEPTION_ATTRIBUTES, ("Safe", "Boring")])
 def test_perception_task_scores_the_configured_columns(world, perception):
     embeddings, street_views, masks = world
-    settings = SuiteSettings(perception=perception)
-    results = run_suite(embeddings, street_views, masks, settings)
+    params = EvaluateParams(tasks={"perception": list(perception)})
+    results = run_suite(embeddings, street_views, masks, params)
     scored = {k.removeprefix("r2/") for k in results["sv_perception"] if k.startswith("r2/")}
     assert scored == set(perception)
     # Each score is linear in the SV embedding: the probe recovers it.
     assert results["sv_perception"]["r2"] > 0.9
     chance = chance_levels(street_views, embeddings.patches, masks, embeddings.points,
-                           embeddings.gallery[["lat", "lon"]].to_numpy(), settings)
+                           embeddings.gallery[["lat", "lon"]].to_numpy(), params)
     assert chance["sv_perception"]["r2"] <= 0.0
 
 
 def test_perception_column_the_street_views_lack_is_named(world):
     embeddings, street_views, masks = world
     with pytest.raises(KeyError, match="Ugly"):
-        run_suite(embeddings, street_views, masks, SuiteSettings(perception=("Safe", "Ugly")))
+        run_suite(embeddings, street_views, masks,
+                  EvaluateParams(tasks={"perception": ["Safe", "Ugly"]}))
 
 
 def test_gair_beats_random_counts_margins_beyond_the_seed_spread():

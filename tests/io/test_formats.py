@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gair.io.sentinel2 import boa_add_offset, reflectance_to_dn
+from gair.io.l2a import boa_add_offset
+from gair.io.sentinel2 import reflectance_to_dn
 from gair.io.streetscapes import METADATA_COMMON_ATTRIBUTES_COLUMNS, image_folder_name
 
 

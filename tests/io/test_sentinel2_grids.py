@@ -12,7 +12,8 @@ from affine import Affine
 from pyproj import CRS, Transformer
 from rasterio.windows import Window
 
-from gair.io.sentinel2 import L2A_BANDS, read_tile_index, read_window, write_l2a_geotiff
+from gair.io.l2a import L2A_BANDS
+from gair.io.sentinel2 import read_tile_index, read_window, write_l2a_geotiff
 
 GAIR_DEGREES = 8.983152841195215e-05
 """GAIR's tiles: EPSG:4326 at this many degrees per pixel (10 m at the equator)."""

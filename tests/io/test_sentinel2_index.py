@@ -15,15 +15,9 @@ from affine import Affine
 from pyproj import CRS
 from rasterio.windows import Window
 
+from gair.io.l2a import GAIR_BANDS, L2A_BANDS
 from gair.io.rejects import InputConfigurationError
-from gair.io.sentinel2 import (
-    GAIR_BANDS,
-    L2A_BANDS,
-    read_tile_index,
-    read_window,
-    to_reflectance,
-    write_l2a_geotiff,
-)
+from gair.io.sentinel2 import read_tile_index, read_window, to_reflectance, write_l2a_geotiff
 
 UTM_32N = CRS.from_epsg(32632)
 

@@ -13,7 +13,8 @@ import torch
 
 from gair.geo.pairing import pair_points
 from gair.io.directories import read_manifest, replace_directory
-from gair.io.sentinel2 import GAIR_BANDS, read_tile_index
+from gair.io.l2a import GAIR_BANDS
+from gair.io.sentinel2 import read_tile_index
 from gair.io.shards import (
     ExtractionSettings,
     extract_shards,

@@ -1,4 +1,7 @@
-"""The whole chain run once on a small world, for the pipeline and notebook tests."""
+"""The pipelines on a small world in one temporary project, each run once and only when a
+test needs its outputs: a test asks for the fixture of the last pipeline it reads
+(``paired``, ``pretrained``, ``evaluated``, ``embedded``, ``swept``), which runs the
+pipelines below it first. Each returns the project's data folder."""
 
 from __future__ import annotations
 
@@ -41,8 +44,28 @@ def _benchmarks(world: dict, root: Path) -> dict:
     }
 
 
+class Project:
+    """A temporary Kedro project configuration whose pipelines run on request, each once."""
+
+    def __init__(self, conf: Path) -> None:
+        self.conf = conf
+        self.data = conf.parent / "data"
+        self.done: list[str] = []
+
+    def run(self, *pipelines: str) -> Path:
+        todo = [name for name in pipelines if name not in self.done]
+        if todo:
+            bootstrap_project(PROJECT_ROOT)
+            configure_project("gair")
+            with KedroSession.create(project_path=PROJECT_ROOT,
+                                     conf_source=str(self.conf)) as session:
+                session.run(pipeline_names=todo)
+            self.done += todo
+        return self.data
+
+
 @pytest.fixture(scope="session")
-def run(tmp_path_factory, small_world):
+def project(tmp_path_factory, small_world) -> Project:
     tmp = tmp_path_factory.mktemp("project")
     pair = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_pair.yml").read_text())
     pair["pair"]["patch_size_px"] = 32
@@ -62,11 +85,29 @@ def run(tmp_path_factory, small_world):
             "search_space": {"loss.temperature": {"type": "float", "low": 0.05, "high": 0.2}},
         }},
     })
-    bootstrap_project(PROJECT_ROOT)
-    configure_project("gair")
-    with KedroSession.create(project_path=PROJECT_ROOT, conf_source=str(conf)) as session:
-        session.run(pipeline_names=["sample_world", "ingest", "pair", "pretrain", "evaluate",
-                                    "embed", "sweep"])
-    return tmp / "data"
+    return Project(conf)
 
 
+@pytest.fixture(scope="session")
+def paired(project: Project) -> Path:
+    return project.run("sample_world", "ingest", "pair")
+
+
+@pytest.fixture(scope="session")
+def pretrained(project: Project, paired: Path) -> Path:
+    return project.run("pretrain")
+
+
+@pytest.fixture(scope="session")
+def evaluated(project: Project, pretrained: Path) -> Path:
+    return project.run("evaluate")
+
+
+@pytest.fixture(scope="session")
+def embedded(project: Project, pretrained: Path) -> Path:
+    return project.run("embed")
+
+
+@pytest.fixture(scope="session")
+def swept(project: Project, paired: Path) -> Path:
+    return project.run("sweep")

@@ -15,18 +15,20 @@ import gair
 from gair.embed import embed_locations, embed_rs_at_points, embed_rs_patches, embed_street_views
 from gair.evaluation.embeddings import stack
 from gair.evaluation.suite import ModelEmbeddings
-from gair.io.sentinel2 import L2A_BANDS, TileRejected
+from gair.io.l2a import L2A_BANDS
+from gair.io.sentinel2 import TileRejected
 
 
 @pytest.fixture(scope="module")
-def model(run):
-    return gair.load_model(run / "06_models" / "gair.ckpt")
+def model(pretrained):
+    return gair.load_model(pretrained / "06_models" / "gair.ckpt")
 
 
 @pytest.mark.slow
-def test_api_embeddings_equal_the_evaluation_pipelines(run, model):
-    pairs = ModelEmbeddings.read(run / "07_model_output" / "embeddings" / "gair_s0").pairs
-    api = embed_rs_at_points(model, pairs[["lat", "lon"]], run / "01_raw" / "sample" / "sentinel2",
+def test_api_embeddings_equal_the_evaluation_pipelines(evaluated, model):
+    pairs = ModelEmbeddings.read(evaluated / "07_model_output" / "embeddings" / "gair_s0").pairs
+    api = embed_rs_at_points(model, pairs[["lat", "lon"]],
+                             evaluated / "01_raw" / "sample" / "sentinel2",
                              processing_baseline="05.09")
     assert api["patch_id"].tolist() == pairs["patch_id"].tolist()
     np.testing.assert_allclose(api[["qx", "qy"]].to_numpy(), pairs[["qx", "qy"]].to_numpy(),
@@ -39,20 +41,21 @@ def test_api_embeddings_equal_the_evaluation_pipelines(run, model):
 
 
 @pytest.mark.slow
-def test_points_outside_every_tile_keep_their_row(run, model):
+def test_points_outside_every_tile_keep_their_row(pretrained, model):
     table = pd.DataFrame({"lat": [0.0, 48.7], "lon": [0.0, 9.1]})  # the Gulf of Guinea
-    result = embed_rs_at_points(model, table, run / "01_raw" / "sample" / "sentinel2")
+    result = embed_rs_at_points(model, table, pretrained / "01_raw" / "sample" / "sentinel2")
     assert len(result) == 2 and result["tile_id"].isna().all()
     assert result["rs_query"].isna().all() and result["location"].notna().all()
 
 
 @pytest.mark.slow
-def test_street_views_and_rs_patch_files(run, model, tmp_path):
-    images = sorted((run / "01_raw" / "sample" / "streetscapes" / "images").rglob("*.jpeg"))[:3]
+def test_street_views_and_rs_patch_files(pretrained, model, tmp_path):
+    raw = pretrained / "01_raw" / "sample"
+    images = sorted((raw / "streetscapes" / "images").rglob("*.jpeg"))[:3]
     svs = embed_street_views(model, images, batch_size=2)
     assert len(svs) == 3
     np.testing.assert_allclose(np.linalg.norm(stack(svs, "sv"), axis=1), 1.0, atol=1e-5)
-    tiles = sorted((run / "01_raw" / "sample" / "sentinel2").glob("*.tif"))
+    tiles = sorted((pretrained / "01_raw" / "sample" / "sentinel2").glob("*.tif"))
     patches = embed_rs_patches(model, tiles[:2], boa_add_offset=-1000)
     assert len(patches) == 2 and patches.crs.to_epsg() == 4326
     assert stack(patches, "rs_global").shape == (2, model.model.rs_encoder.embed_dim)
@@ -70,8 +73,8 @@ def test_street_views_and_rs_patch_files(run, model, tmp_path):
 
 
 @pytest.mark.slow
-def test_command_line(run, tmp_path):
-    checkpoint = str(run / "06_models" / "gair.ckpt")
+def test_command_line(pretrained, tmp_path):
+    checkpoint = str(pretrained / "06_models" / "gair.ckpt")
     points = tmp_path / "points.csv"
     pd.DataFrame({"lat": [48.78, 1.35], "lon": [9.18, 103.82]}).to_csv(points, index=False)
     out = tmp_path / "out.parquet"
@@ -89,11 +92,11 @@ def test_command_line(run, tmp_path):
 
 
 @pytest.mark.slow
-def test_embed_pipeline_output(run):
-    embedded = gpd.read_parquet(run / "07_model_output" / "point_embeddings.parquet")
-    metadata = pd.read_csv(run / "01_raw" / "sample" / "streetscapes" /
+def test_embed_pipeline_output(embedded):
+    points = gpd.read_parquet(embedded / "07_model_output" / "point_embeddings.parquet")
+    metadata = pd.read_csv(embedded / "01_raw" / "sample" / "streetscapes" /
                            "metadata_common_attributes.csv")
-    assert len(embedded) == len(metadata) and embedded["uuid"].tolist() == metadata["uuid"].tolist()
-    inside = embedded["tile_id"].notna()
+    assert len(points) == len(metadata) and points["uuid"].tolist() == metadata["uuid"].tolist()
+    inside = points["tile_id"].notna()
     assert inside.sum() == len(metadata) - 2  # the small world puts 2 views outside every tile
-    assert embedded.loc[inside, "rs_query"].notna().all()
+    assert points.loc[inside, "rs_query"].notna().all()

@@ -10,8 +10,8 @@ from tests.conftest import PROJECT_ROOT
 
 
 @pytest.mark.slow
-def test_exploration_notebook_executes(run, monkeypatch):
-    monkeypatch.setenv("GAIR_CONF_SOURCE", str(run.parent / "conf"))
+def test_exploration_notebook_executes(evaluated, monkeypatch):
+    monkeypatch.setenv("GAIR_CONF_SOURCE", str(evaluated.parent / "conf"))
     notebook = nbformat.read(PROJECT_ROOT / "notebooks" / "explore_gair.ipynb", as_version=4)
     client = nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
                                      resources={"metadata": {"path": str(PROJECT_ROOT / "notebooks")}})

@@ -12,7 +12,7 @@ from pyproj import CRS, Transformer
 
 from gair.geo import utm_crs_for
 from gair.io.directories import read_manifest
-from gair.io.sentinel2 import L2A_BANDS
+from gair.io.l2a import L2A_BANDS
 from gair.io.streetscapes import (
     METADATA_COMMON_ATTRIBUTES_COLUMNS,
     PERCEPTION_ATTRIBUTES,

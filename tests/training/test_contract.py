@@ -11,7 +11,7 @@ import torch
 
 from gair.contract import CONTRACT_KEY, ContractError, LocationContract, PreprocessingContract
 from gair.embed import load_model
-from gair.io.sentinel2 import GAIR_BANDS
+from gair.io.l2a import GAIR_BANDS
 from gair.parameters import PretrainParams
 from gair.training import run_pretraining
 from tests.training.conftest import TINY_MODEL, tiny_pretrain_params

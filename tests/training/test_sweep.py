@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -83,7 +82,8 @@ def test_a_diverging_trial_is_recorded_and_the_study_goes_on(tiny_shards, tmp_pa
                          "loss.learnable_temperature": False})
     # The enqueued values lie outside the search space on purpose: widen it for the test.
     space = SPACE | {"optimizer.blr": {"type": "float", "low": 1e-4, "high": 1e31, "log": True}}
-    settings.search_space = space
+    settings = settings.model_copy(update={"search_space": SweepParams(
+        **settings.model_dump() | {"search_space": space}).search_space})
     study = run_study(settings, _base(tmp_path), tiny_shards)
     first, second = study.trials
     assert first.state == optuna.trial.TrialState.PRUNED
@@ -307,8 +307,9 @@ def test_the_storage_url_comes_from_credentials_or_the_environment(tmp_path, mon
                     storage_dir=str(tmp_path), search_space=SPACE),
         {"sweep_storage": {"url": url}})
     assert resolve_storage(from_credentials) == url
-    assert SECRET not in repr(dataclasses.replace(
-        from_credentials, credentials={"sweep_storage": {"url": f"postgresql://u:{SECRET}@h"}}))
+    secret = from_credentials.model_copy(
+        update={"credentials": {"sweep_storage": {"url": f"postgresql://u:{SECRET}@h"}}})
+    assert SECRET not in repr(secret) and SECRET not in str(secret.model_dump())
     open_study(from_credentials)
     monkeypatch.setenv("GAIR_TEST_SWEEP_URL", url)
     from_environment = _settings(tmp_path, study_name="c", storage="env:GAIR_TEST_SWEEP_URL")

@@ -34,7 +34,6 @@ from rasterio.errors import RasterioError
 from tqdm.auto import tqdm
 
 from gair.acquire.fetch import (
-    MASKED_SCL_CLASSES,
     PIXEL_M,
     clear_gdal_http_cache,
     gdal_http_options,
@@ -53,6 +52,7 @@ from gair.acquire.stac import (
 from gair.geo.crs import transform_grouped, transformer
 from gair.geo.utm import utm_zone_for
 from gair.io.directories import MANIFEST_NAME, _process_alive, replacing_file
+from gair.io.l2a import MASKED_SCL_CLASSES
 from gair.io.rejects import InputConfigurationError, count_report, rejects_frame
 from gair.io.sentinel2 import write_l2a_geotiff
 

@@ -21,16 +21,12 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window, from_bounds
 
 from gair.acquire.stac import SCL, Scene, SceneError
-from gair.io.sentinel2 import L2A_BANDS, NODATA_DN
+from gair.io.l2a import L2A_BANDS, NODATA_DN
 
 logger = logging.getLogger(__name__)
 
 PIXEL_M = 10.0
 """The tile grid: GAIR reads Sentinel-2 at 10 m."""
-
-MASKED_SCL_CLASSES: tuple[int, ...] = (0, 1, 3, 8, 9, 10)
-"""SCL classes masked by default: no data, saturated/defective, cloud shadow, cloud
-medium and high probability, thin cirrus."""
 
 
 def gdal_http_options(max_retry: int, retry_delay_s: float, timeout_s: float) -> dict:

@@ -21,8 +21,8 @@ import pandas as pd
 import shapely
 from shapely.geometry import shape
 
+from gair.io.l2a import L2A_BANDS, QUANTIFICATION_VALUE, boa_add_offset
 from gair.io.rejects import InputConfigurationError
-from gair.io.sentinel2 import L2A_BANDS, QUANTIFICATION_VALUE, boa_add_offset
 
 logger = logging.getLogger(__name__)
 

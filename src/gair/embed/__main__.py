@@ -34,8 +34,9 @@ from gair.embed.api import (
 )
 from gair.embed.model import FrozenGAIR, load_model, save_pretrained
 from gair.io.images import MAX_IMAGE_PIXELS
+from gair.io.l2a import L2A_BANDS
 from gair.io.rejects import InputConfigurationError, ReadResult
-from gair.io.sentinel2 import L2A_BANDS, read_tile_index
+from gair.io.sentinel2 import read_tile_index
 from gair.model.weights import WeightsError
 
 logger = logging.getLogger(__name__)

@@ -31,10 +31,9 @@ from gair.embed.model import FrozenGAIR
 from gair.geo.pairing import pair_points
 from gair.io.directories import replacing_file
 from gair.io.images import MAX_IMAGE_PIXELS, ImageRejected, load_rgb
+from gair.io.l2a import L2A_BANDS, MAX_TILE_PIXELS
 from gair.io.rejects import InputConfigurationError, ReadResult, rejects_frame
 from gair.io.sentinel2 import (
-    L2A_BANDS,
-    MAX_TILE_PIXELS,
     TileRejected,
     open_stack,
     read_patch,

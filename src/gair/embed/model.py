@@ -113,8 +113,8 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> Fr
             model, _ = convert_official(content, path)
             config = model.config
             contract = PreprocessingContract.official(
-                model_input_px=int(config.rs_encoder["img_size"]),
-                sv_size_px=int(config.sv_encoder["img_size"]))
+                model_input_px=config.rs_encoder.img_size,
+                sv_size_px=config.sv_encoder.img_size)
             hparams = {"model": config.architecture(),
                        "source": f"official GAIR release ({path.name})"}
         else:
@@ -205,8 +205,8 @@ def model_card(model: FrozenGAIR, trained_on: str | None, evaluation: str | None
         "`gair.load_model(\"<this folder>\")` loads it without pickle.", "",
         f"- Source: {model.hparams.get('source', 'gair pretraining')}",
         f"- Trained on: {trained_on or 'not stated'}",
-        f"- Embedding size: {config.embed_dim}; RS encoder `{config.rs_encoder['name']}` at "
-        f"{contract.rs.model_input_px} px; SV encoder `{config.sv_encoder['name']}` at "
+        f"- Embedding size: {config.embed_dim}; RS encoder `{config.rs_encoder.name}` at "
+        f"{contract.rs.model_input_px} px; SV encoder `{config.sv_encoder.name}` at "
         f"{contract.sv.size_px} px; query `{config.query_mode}`",
         "- Parameters: " + ", ".join(f"{k} {v:,}" for k, v in parts.items()),
         f"- RS input: bands {', '.join(contract.rs.bands)}, {contract.rs.units}, "

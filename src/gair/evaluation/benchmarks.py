@@ -27,8 +27,8 @@ import rasterio
 from rasterio.errors import RasterioError
 
 from gair.evaluation.probes import SPLITS
+from gair.io.l2a import GAIR_BANDS
 from gair.io.rejects import InputConfigurationError, ReadResult, rejects_frame
-from gair.io.sentinel2 import GAIR_BANDS
 from gair.io.streetscapes import SAFE_UUID
 
 EUROSAT_BANDS: tuple[str, ...] = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08",

@@ -35,11 +35,11 @@ from gair.evaluation.probes import (
     segmentation_probe,
 )
 from gair.evaluation.retrieval import geolocalise, retrieval_metrics
-from gair.geo.distance import GEOLOCALISATION_RADII_KM, haversine_km
-from gair.io.streetscapes import PERCEPTION_ATTRIBUTES
+from gair.geo.distance import haversine_km
 
 if TYPE_CHECKING:
     from gair.evaluation.benchmarks import Targets
+    from gair.parameters import EvaluateParams, EvaluationTaskParams
 
 logger = logging.getLogger(__name__)
 
@@ -156,28 +156,19 @@ def _splits(features: np.ndarray, targets: np.ndarray, split: pd.Series,
     return out
 
 
-@dataclass(frozen=True)
-class SuiteSettings:
-    labels_per_class: int | None = None  # low-label regime for the classification probes
-    seed: int = 0
-    radii_km: tuple[float, ...] = GEOLOCALISATION_RADII_KM
-    label_draws: int = 1  # low-label scores are means over this many draws of the labels
-    perception: tuple[str, ...] = PERCEPTION_ATTRIBUTES  # the perception task's targets
-
-
 def linear_and_knn(features: np.ndarray, labels: np.ndarray, split: pd.Series,
-                   settings: SuiteSettings) -> dict[str, float]:
+                   tasks: EvaluationTaskParams) -> dict[str, float]:
     """Linear-probe accuracy and macro-F1 and kNN accuracy of a classification task.
 
-    In the low-label regime the scores are means over ``settings.label_draws`` draws of
-    the train labels (seeds ``seed``, ``seed + 1``, ...): one draw of a few labels per
+    In the low-label regime the scores are means over ``tasks.label_draws`` draws of
+    the train labels (seeds ``tasks.points_seed``, ``+ 1``, ...): one draw of a few labels per
     class decides too much on its own.
     """
-    draws = settings.label_draws if settings.labels_per_class is not None else 1
+    draws = tasks.label_draws if tasks.labels_per_class is not None else 1
     scores = []
     for draw in range(draws):
-        subset = partial(few_labels, per_class=settings.labels_per_class,
-                         seed=settings.seed + draw)
+        subset = partial(few_labels, per_class=tasks.labels_per_class,
+                         seed=tasks.points_seed + draw)
         splits = _splits(features, labels, split, subset)
         linear = linear_classifier(splits)
         knn = knn_classifier(splits)
@@ -214,7 +205,7 @@ def _aligned(embeddings: ModelEmbeddings, street_views: pd.DataFrame) -> pd.Data
 
 
 def run_suite(embeddings: ModelEmbeddings, street_views: pd.DataFrame, masks: np.ndarray,
-              settings: SuiteSettings, features: str = "gair",
+              params: EvaluateParams, features: str = "gair",
               ) -> dict[str, dict[str, float]]:
     """Metrics per task for one model's embeddings.
 
@@ -257,20 +248,20 @@ def run_suite(embeddings: ModelEmbeddings, street_views: pd.DataFrame, masks: np
         gallery = embeddings.gallery
         return geolocalise(stack(test, "sv"), stack(gallery, "location"),
                            gallery[["lat", "lon"]].to_numpy(), test[["lat", "lon"]].to_numpy(),
-                           settings.radii_km)[0]
+                           params.radii_km)[0]
 
     tasks: dict[str, Callable[[], dict[str, float]]] = {
         "sv_landcover": lambda: linear_and_knn(sv_features, sv["landcover"].to_numpy(),
-                                               sv["split"], settings),
+                                               sv["split"], params.tasks),
         "sv_perception": lambda: _regression(sv_features,
-                                             sv[list(settings.perception)].to_numpy(),
-                                             sv["split"], settings.perception),
+                                             sv[list(params.tasks.perception)].to_numpy(),
+                                             sv["split"], tuple(params.tasks.perception)),
         "rs_landcover": lambda: linear_and_knn(patch_features, patches["landcover"].to_numpy(),
-                                               patches["split"], settings),
+                                               patches["split"], params.tasks),
         "rs_segmentation": segmentation,
         "loc_landcover": lambda: linear_and_knn(stack(points, "location"),
                                                 points["landcover"].to_numpy(),
-                                                points["split"], settings),
+                                                points["split"], params.tasks),
         "fused_affluence": lambda: _regression(fused("rs_query"), sv["affluence"].to_numpy(),
                                                sv["split"], ("affluence",)),
         "retrieval": retrieval,
@@ -286,11 +277,11 @@ def run_suite(embeddings: ModelEmbeddings, street_views: pd.DataFrame, masks: np
                                                       ("affluence",)),
         # Land cover at the view varies inside most patches (affluence mostly does not).
         "fused_landcover": lambda: linear_and_knn(fused("rs_query"), sv["landcover"].to_numpy(),
-                                                  sv["split"], settings),
+                                                  sv["split"], params.tasks),
         "fused_landcover_centre": lambda: linear_and_knn(
-            fused("rs_centre"), sv["landcover"].to_numpy(), sv["split"], settings),
+            fused("rs_centre"), sv["landcover"].to_numpy(), sv["split"], params.tasks),
         "fused_landcover_global": lambda: linear_and_knn(
-            fused("rs_global"), sv["landcover"].to_numpy(), sv["split"], settings),
+            fused("rs_global"), sv["landcover"].to_numpy(), sv["split"], params.tasks),
     }
     if location_only:  # no place per token; the location task is this model's own
         for name in ("rs_segmentation", "loc_landcover", "retrieval", "geolocalisation",
@@ -325,7 +316,7 @@ def results_table(per_model: dict[str, dict[str, dict[str, float]]]) -> pd.DataF
 
 def chance_levels(street_views: pd.DataFrame, patches: pd.DataFrame, masks: np.ndarray,
                   points: pd.DataFrame, gallery_latlon: np.ndarray,
-                  settings: SuiteSettings) -> dict[str, dict[str, float]]:
+                  params: EvaluateParams) -> dict[str, dict[str, float]]:
     """What needs no features: the train majority class (classification, segmentation),
     the train mean (regression), a uniformly random pick (retrieval, geolocalisation)."""
 
@@ -344,7 +335,7 @@ def chance_levels(street_views: pd.DataFrame, patches: pd.DataFrame, masks: np.n
     test = street_views[sv_split == "test"]
 
     def geolocalisation() -> float:
-        picks = gallery_latlon[np.random.default_rng(settings.seed).integers(
+        picks = gallery_latlon[np.random.default_rng(params.tasks.points_seed).integers(
             0, len(gallery_latlon), len(test))]
         return float(np.median(haversine_km(test["lat"].to_numpy(), test["lon"].to_numpy(),
                                             picks[:, 0], picks[:, 1])))
@@ -360,7 +351,7 @@ def chance_levels(street_views: pd.DataFrame, patches: pd.DataFrame, masks: np.n
         ("fused_landcover", "acc"): lambda: majority(street_views["landcover"].to_numpy(),
                                                      sv_split),
         ("sv_perception", "r2"): lambda: mean_r2(
-            street_views[list(settings.perception)].to_numpy(), sv_split),
+            street_views[list(params.tasks.perception)].to_numpy(), sv_split),
         ("rs_landcover", "acc"): lambda: majority(patches["landcover"].to_numpy(),
                                                   patches["split"]),
         ("rs_segmentation", "miou"): segmentation,
@@ -387,7 +378,7 @@ def chance_levels(street_views: pd.DataFrame, patches: pd.DataFrame, masks: np.n
 
 
 def score_targets(features: np.ndarray, table: pd.DataFrame, targets: Targets,
-                  settings: SuiteSettings, task: str) -> dict[str, dict[str, float]]:
+                  tasks: EvaluationTaskParams, task: str) -> dict[str, dict[str, float]]:
     """Probes of ``targets`` of ``table`` (with a ``split`` column) from ``features``: one
     ridge probe of the regression targets together (task ``task``) and a classification
     probe per class target (task ``<task>.<target>``)."""
@@ -397,5 +388,5 @@ def score_targets(features: np.ndarray, table: pd.DataFrame, targets: Targets,
                                 table["split"], targets.regress)
     for target in targets.classify:
         codes = pd.factorize(table[target].astype(str), sort=True)[0]
-        out[f"{task}.{target}"] = linear_and_knn(features, codes, table["split"], settings)
+        out[f"{task}.{target}"] = linear_and_knn(features, codes, table["split"], tasks)
     return out

@@ -34,8 +34,9 @@ from rasterio.errors import RasterioError
 from tqdm.auto import tqdm
 
 from gair.io.images import MAX_IMAGE_PIXELS, ImageRejected, load_rgb
+from gair.io.l2a import GAIR_BANDS
 from gair.io.rejects import rejects_frame
-from gair.io.sentinel2 import GAIR_BANDS, read_patch, tile_records
+from gair.io.sentinel2 import read_patch, tile_records
 
 if TYPE_CHECKING:
     import torch

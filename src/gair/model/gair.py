@@ -2,51 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gair.model.config import GAIRConfig
 from gair.model.encoders import SVEncoder, build_rs_encoder
 from gair.model.location import LocationEncoder
-from gair.model.nili import NILI, OffsetScale, QueryMode
-
-
-@dataclass
-class GAIRConfig:
-    """Architecture of a GAIR model (all that is needed to rebuild it from a checkpoint)."""
-
-    embed_dim: int = 768
-    rs_encoder: dict[str, Any] = field(default_factory=lambda: {
-        "name": "vit_base_patch16_224", "img_size": 96, "patch_size": 8, "in_chans": 10})
-    sv_encoder: dict[str, Any] = field(default_factory=lambda: {
-        "name": "vit_base_patch16_224", "img_size": 224})
-    location_encoder: dict[str, Any] = field(default_factory=lambda: {
-        "sigmas": [1.0, 16.0, 256.0], "n_features": 256, "hidden_dim": 1024, "depth": 3})
-    query_mode: QueryMode = "nili"
-    imnet_hidden: list[int] = field(default_factory=list)
-    nili_offset_scale: OffsetScale = "grid"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def architecture(self) -> dict[str, Any]:
-        """:meth:`to_dict` without the encoders' initialisation files: what a saved model
-        needs to be rebuilt (its weights come with it, not from those files)."""
-        values = self.to_dict()
-        for part in ("rs_encoder", "sv_encoder", "location_encoder"):
-            values[part] = {k: v for k, v in values[part].items() if k != "weights"}
-        return values
-
-    @classmethod
-    def from_saved(cls, values: dict[str, Any]) -> GAIRConfig:
-        """The architecture stored with a model (initialisation files are ignored: the
-        weights come from the saved model). Models saved before NILI's offset followed the
-        official scale carry no ``nili_offset_scale``: they keep theirs."""
-        config = cls(**({"nili_offset_scale": "half_grid"} | dict(values)))
-        return cls(**config.architecture())
+from gair.model.nili import NILI
 
 
 class GAIR(nn.Module):
@@ -63,8 +26,8 @@ class GAIR(nn.Module):
         super().__init__()
         self.config = config or GAIRConfig()
         cfg = self.config
-        self.rs_encoder = build_rs_encoder(cfg.rs_encoder)
-        self.sv_encoder = SVEncoder(**cfg.sv_encoder)
+        self.rs_encoder = build_rs_encoder(cfg.rs_encoder.model_dump())
+        self.sv_encoder = SVEncoder(**cfg.sv_encoder.model_dump())
         self.location_encoder = LocationEncoder(embed_dim=cfg.embed_dim, **cfg.location_encoder)
         rs_dim = self.rs_encoder.embed_dim
 

@@ -8,13 +8,13 @@ gradient averaging, the gradients) of one rank x batch N*b.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+from gair.model.config import LossConfig
 
 MAX_LOGIT_SCALE = math.log(100.0)  # as CLIP: temperatures never drop below 0.01
 
@@ -130,39 +130,6 @@ def location_infonce(query: torch.Tensor, locations: torch.Tensor, latlon: torch
 
     return _cross_entropy_by_rows(query, keys, logit_scale,
                                   torch.arange(len(query), device=query.device), excluded, chunk)
-
-
-SeclNegatives = Literal["queue", "batch_and_queue"]
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    """Temperatures and weights (defaults of the official code: τ = 0.07, 1 / 0.5 / 0.5;
-    distillation 0.2 / 0.2, applied only where a teacher is given).
-
-    ``secl_negatives``: ``queue`` is the official SECL (the queue only, which starts as
-    random unit vectors as GeoCLIP's); ``batch_and_queue`` (this project's option) adds the
-    batch's other locations, gathered across devices, and masks negatives at the view's own
-    place, with the queue starting empty.
-    """
-
-    temperature: float = 0.07
-    learnable_temperature: bool = False
-    shared_temperature: bool = True  # one τ for all terms, else one per term
-    weight_incl: float = 1.0
-    weight_secl_sv: float = 0.5
-    weight_secl_rs: float = 0.5
-    queue_size: int = 4096
-    secl_negatives: SeclNegatives = "batch_and_queue"
-    weight_distill_sv: float = 0.2
-    weight_distill_rs: float = 0.2
-
-    def __post_init__(self) -> None:
-        if self.secl_negatives not in ("queue", "batch_and_queue"):
-            raise ValueError(f"unknown secl_negatives {self.secl_negatives!r}")
-        if self.secl_negatives == "queue" and self.queue_size < 1:
-            raise ValueError("secl_negatives 'queue' takes its negatives from the location "
-                             "queue: queue_size must be at least 1")
 
 
 class LocationQueue(nn.Module):

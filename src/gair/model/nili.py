@@ -10,14 +10,13 @@ column, y north->south by row, pixel centres as ``grid_sample(align_corners=Fals
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-QueryMode = Literal["nili", "bilinear", "bicubic"]
-OffsetScale = Literal["grid", "half_grid"]
+from gair.model.config import OffsetScale, QueryMode
+
 _EPS = 1e-6
 
 

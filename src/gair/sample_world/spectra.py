@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gair.io.sentinel2 import L2A_BANDS, NATIVE_RESOLUTION_M
+from gair.io.l2a import L2A_BANDS, NATIVE_RESOLUTION_M
 from gair.sample_world.landscape import LandCover, Landscape, smooth_field
 
 # Surface reflectance of endmembers in L2A band order (B01 ... B09, B11, B12).

@@ -20,7 +20,6 @@ import random
 import shutil
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,8 +28,9 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
+from pydantic import Field
 
-from gair.parameters import PretrainParams, SweepParams, with_overrides
+from gair.parameters import DistributionParams, PretrainParams, SweepParams, with_overrides
 from gair.secrets import passwords_masked_in_errors, redact_url
 
 if TYPE_CHECKING:
@@ -39,36 +39,20 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class SweepSettings:
-    """Where the study lives, what it optimises and how (see ``parameters_sweep.yml``)."""
+class SweepSettings(SweepParams):
+    """The sweep's parameters (``parameters_sweep.yml``, :class:`SweepParams`) with the
+    Kedro credentials entry that ``storage: credentials:NAME`` names, as
+    ``{NAME: {"url": ...}}`` (the project's hook hands it over). The credentials are kept
+    out of the repr, which logs may show, and out of every dump."""
 
-    study_name: str
-    storage: str  # "journal", "sqlite", "env:VAR", "credentials:NAME" or a database URL
-    storage_dir: str
-    metric: str = "val/r@1"
-    direction: str = "maximize"
-    n_trials: int = 8  # trials this worker runs
-    total_trials: int = 8  # budget of the study across all workers
-    seed: int = 0
-    pruner: dict[str, Any] = field(default_factory=lambda: {"type": "median"})
-    budget: dict[str, Any] = field(default_factory=dict)  # overrides of pretrain params
-    search_space: dict[str, dict[str, Any]] = field(default_factory=dict)
-    heartbeat_interval: int = 60
-    grace_period: int = 180
-    # The Kedro credentials entry ``storage: credentials:NAME`` names, as {NAME: {"url": ...}}
-    # (the project's hook hands it over); kept out of the repr, which logs may show.
-    credentials: dict[str, Any] = field(default_factory=dict, repr=False)
+    credentials: dict[str, Any] = Field(default={}, repr=False, exclude=True)
 
     @classmethod
     def from_params(cls, params: SweepParams,
                     credentials: dict[str, Any] | None = None) -> SweepSettings:
         """The settings ``params`` give; ``credentials`` holds the entry ``credentials:NAME``
         names."""
-        values = params.model_dump()
-        values["search_space"] = {k: {key: v for key, v in spec.items() if v is not None}
-                                  for k, spec in values["search_space"].items()}
-        return cls(**values, credentials=credentials or {})
+        return cls(**dict(params), credentials=credentials or {})
 
 
 def resolve_storage(settings: SweepSettings) -> str:
@@ -164,21 +148,16 @@ def worker_seed(settings: SweepSettings, finished: int) -> int:
     return (settings.seed * 1_000_003 + finished * 7_919 + worker) % 2**31
 
 
-def suggest(trial: optuna.Trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def suggest(trial: optuna.Trial, space: dict[str, DistributionParams]) -> dict[str, Any]:
     """Values for the dotted parameter paths of ``space`` (float, int or categorical)."""
     values = {}
     for name, spec in space.items():
-        kind = spec["type"]
-        if kind == "float":
-            values[name] = trial.suggest_float(name, spec["low"], spec["high"],
-                                               log=spec.get("log", False))
-        elif kind == "int":
-            values[name] = trial.suggest_int(name, spec["low"], spec["high"],
-                                             log=spec.get("log", False))
-        elif kind == "categorical":
-            values[name] = trial.suggest_categorical(name, spec["choices"])
+        if spec.type == "float":
+            values[name] = trial.suggest_float(name, spec.low, spec.high, log=spec.log)
+        elif spec.type == "int":
+            values[name] = trial.suggest_int(name, spec.low, spec.high, log=spec.log)
         else:
-            raise ValueError(f"{name}: unknown distribution type {kind!r}")
+            values[name] = trial.suggest_categorical(name, spec.choices)
     return values
 
 
@@ -221,7 +200,7 @@ def make_objective(settings: SweepSettings, base_params: dict[str, Any], shards_
                               | {"run_dir": str(run_dir), "resume": False})
 
     # A search space or budget that cannot make valid parameters stops here, not in every trial.
-    trial_params({name: spec.get("low", (spec.get("choices") or [None])[0])
+    trial_params({name: spec.low if spec.low is not None else (spec.choices or [None])[0]
                   for name, spec in settings.search_space.items()}, Path("unused"))
 
     def objective(trial: optuna.Trial) -> float:

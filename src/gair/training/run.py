@@ -106,41 +106,35 @@ def _progress_bar(trainer_cfg: dict[str, Any]) -> list[TQDMProgressBar]:
     the logger writes, not every step."""
     if not trainer_cfg.get("enable_progress_bar", True):
         return []
-    return [TQDMProgressBar(refresh_rate=trainer_cfg.get("log_every_n_steps", 50))]
+    return [TQDMProgressBar(refresh_rate=trainer_cfg["log_every_n_steps"])]
 
 
-def build_training(params: dict[str, Any], shards_dir: Path,
+def build_training(params: PretrainParams, shards_dir: Path,
                    ) -> tuple[GAIRPretraining, PairsDataModule]:
-    """The Lightning system and DataModule that ``params`` (a dumped ``PretrainParams``)
-    describe over the shards in ``shards_dir``, with the performance settings applied."""
-    data_cfg = params["data"]
+    """The Lightning system and DataModule that ``params`` describe over the shards in
+    ``shards_dir``, with the performance settings applied."""
     samples = shards_dir / "samples.parquet"
     table = pd.read_parquet(samples, columns=["split", "shard"])
     train_shards = sorted({shards_dir / s for s in table.loc[table["split"] == "train", "shard"]})
-    model_cfg = params["model"]
-    preprocessing = params.get("preprocessing") or {}
-    if preprocessing.get("rs_normalization") == "official":
-        band_mean = list(preprocessing.get("rs_band_mean") or OFFICIAL_BAND_MEAN)
-        band_std = list(preprocessing.get("rs_band_std") or OFFICIAL_BAND_STD)
+    preprocessing = params.preprocessing
+    if preprocessing.rs_normalization == "official":
+        band_mean = list(preprocessing.rs_band_mean or OFFICIAL_BAND_MEAN)
+        band_std = list(preprocessing.rs_band_std or OFFICIAL_BAND_STD)
     else:
-        band_mean, band_std = band_statistics(train_shards, data_cfg["band_stats_samples"])
-    patch_size = next(read_shard(train_shards[0]))["rs"].shape[-1]
-    contract = PreprocessingContract.for_training(band_mean, band_std, patch_size, model_cfg,
-                                                  preprocessing)
+        band_mean, band_std = band_statistics(train_shards, params.data.band_stats_samples)
+    patch_size = int(next(read_shard(train_shards[0]))["rs"].shape[-1])
+    system = GAIRPretraining.from_params(params, band_mean, band_std, patch_size)
+    contract = PreprocessingContract.for_training(band_mean, band_std, patch_size,
+                                                  system.hparams.model,
+                                                  system.hparams.preprocessing)
     datamodule = PairsDataModule(
-        str(shards_dir), data_cfg["batch_size"], contract, data_cfg["num_workers"],
-        params["seed"], data_cfg["shuffle_buffer"], preprocessing.get("rs_jitter", 0.0),
+        str(shards_dir), params.data.batch_size, contract, params.data.num_workers,
+        params.seed, params.data.shuffle_buffer, preprocessing.rs_jitter,
     )
-    system = GAIRPretraining(
-        model=model_cfg, loss=params["loss"], band_mean=band_mean, band_std=band_std,
-        accumulate_grad_batches=params["trainer"].get("accumulate_grad_batches", 1),
-        seed=params["seed"], patch_size_px=int(patch_size), preprocessing=preprocessing,
-        teachers=params.get("teachers"), **params["optimizer"],
-    )
-    performance = params.get("performance") or {}
-    torch.set_float32_matmul_precision(performance.get("float32_matmul_precision", "highest"))
-    if performance.get("compile"):
-        system.compile_encoders(performance.get("compile_backend", "inductor"))
+    performance = params.performance
+    torch.set_float32_matmul_precision(performance.float32_matmul_precision)
+    if performance.compile:
+        system.compile_encoders(performance.compile_backend)
     return system, datamodule
 
 
@@ -148,22 +142,24 @@ def run_pretraining(spec: dict[str, Any], callbacks: list | None = None,
                     tracking: Tracking | None = None) -> dict[str, Any]:
     """Train GAIR as ``spec`` says; return (and write) the run summary on rank 0.
 
-    ``callbacks`` are extra Lightning callbacks (e.g. a profiler, or a test's crash);
-    ``tracking`` adds TensorBoard and MLflow logs to the CSV logs (None: CSV only).
+    ``spec``: ``shards_dir``, ``run_dir`` and ``params`` (dumped :class:`PretrainParams`,
+    validated again here: the spec also reaches other ranks as JSON). ``callbacks`` are
+    extra Lightning callbacks (e.g. a profiler, or a test's crash); ``tracking`` adds
+    TensorBoard and MLflow logs to the CSV logs (None: CSV only).
     """
-    params = spec["params"]
+    params = PretrainParams.model_validate(spec["params"])
     run_dir = Path(spec["run_dir"])
     shards_dir = Path(spec["shards_dir"])
-    trainer_cfg = dict(params["trainer"])
-    L.seed_everything(params["seed"], workers=True)
-    ckpt = prepare_run_dir(run_dir, spec, params["resume"]) if _is_launcher() else \
-        _existing_last(run_dir, params["resume"])
+    trainer_cfg = params.trainer.model_dump()
+    L.seed_everything(params.seed, workers=True)
+    ckpt = prepare_run_dir(run_dir, spec, params.resume) if _is_launcher() else \
+        _existing_last(run_dir, params.resume)
     system, datamodule = build_training(params, shards_dir)
     band_mean, band_std = system.hparams.band_mean, system.hparams.band_std
     accelerator = trainer_cfg.pop("accelerator", "auto")
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
-                                 monitor=params["checkpoint"]["monitor"],
-                                 mode=params["checkpoint"]["mode"])
+                                 monitor=params.checkpoint.monitor,
+                                 mode=params.checkpoint.mode)
     # `save_last` only writes when the monitored checkpoint is written; resuming needs the
     # latest state every epoch, so "last" is a checkpoint of its own.
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename=LAST.removesuffix(".ckpt"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -16,6 +16,9 @@ from gair.evaluation.retrieval import retrieval_metrics
 from gair.model import GAIR, GAIRConfig, GAIRLoss, LossConfig
 from gair.model.encoders import SVEncoder
 from gair.model.losses import gather_no_grad
+
+if TYPE_CHECKING:
+    from gair.parameters import PretrainParams
 
 TEACHERS = "teachers."
 
@@ -63,26 +66,43 @@ class GAIRPretraining(L.LightningModule):
     half-cycle cosine, per step.
     """
 
-    def __init__(self, model: dict[str, Any], loss: dict[str, Any], blr: float = 1.5e-6,
-                 weight_decay: float = 0.05, betas: tuple[float, float] = (0.9, 0.95),
-                 warmup_epochs: float = 1.0, min_lr: float = 0.0,
-                 band_mean: list[float] | None = None, band_std: list[float] | None = None,
-                 accumulate_grad_batches: int = 1, seed: int = 0,
+    def __init__(self, model: dict[str, Any], loss: dict[str, Any], *, blr: float,
+                 weight_decay: float, betas: tuple[float, float], warmup_epochs: float,
+                 min_lr: float, band_mean: list[float] | None = None,
+                 band_std: list[float] | None = None, accumulate_grad_batches: int, seed: int,
                  patch_size_px: int | None = None, preprocessing: dict[str, Any] | None = None,
                  teachers: dict[str, str | None] | None = None) -> None:
+        """The arguments are the plain values a checkpoint stores as its hyperparameters
+        (Lightning rebuilds the system from them); :meth:`from_params` gives them from the
+        typed parameters, whose defaults are the only ones."""
         super().__init__()
         # The complete configuration is stored (defaults included), so a checkpoint says
         # exactly what it is even after a default changes.
-        config = GAIRConfig(**model)
+        config = GAIRConfig.model_validate(model)
         model = config.to_dict()
         self.save_hyperparameters()
         self.model = GAIR(config)
-        self.loss = GAIRLoss(LossConfig(**loss))
+        self.loss = GAIRLoss(LossConfig.model_validate(loss))
         teachers = teachers or {}
         self.teachers = Teachers(self.model, teachers.get("sv_weights"),
                                  teachers.get("rs_weights")) \
             if any(teachers.values()) else None
         self._val: list[dict[str, torch.Tensor]] = []
+
+    @classmethod
+    def from_params(cls, params: PretrainParams, band_mean: list[float] | None = None,
+                    band_std: list[float] | None = None,
+                    patch_size_px: int | None = None) -> GAIRPretraining:
+        """The system ``params`` describe; band statistics and patch size come from the
+        training shards (they go into the checkpoint's preprocessing contract)."""
+        return cls(model=params.model.model_dump(mode="json"),
+                   loss=params.loss.model_dump(mode="json"),
+                   **params.optimizer.model_dump(mode="json"),
+                   band_mean=band_mean, band_std=band_std,
+                   accumulate_grad_batches=params.trainer.accumulate_grad_batches,
+                   seed=params.seed, patch_size_px=patch_size_px,
+                   preprocessing=params.preprocessing.model_dump(mode="json"),
+                   teachers=params.teachers.model_dump(mode="json"))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Every checkpoint carries its preprocessing contract (read by ``gair.load_model``);

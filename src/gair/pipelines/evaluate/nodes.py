@@ -124,14 +124,6 @@ class EmbeddingsWriter:
         return {"models": sorted(self.models)}
 
 
-def _suite_settings(params: EvaluateParams):
-    from gair.evaluation.suite import SuiteSettings
-
-    return SuiteSettings(params.tasks.labels_per_class, params.tasks.points_seed,
-                         tuple(params.radii_km), params.tasks.label_draws,
-                         tuple(params.tasks.perception))
-
-
 def _load_model(source: dict[str, Any], device: str):
     """A frozen model from a manifest entry: a checkpoint, or random weights shaped like one."""
     from gair.embed import load_model, random_like
@@ -170,20 +162,19 @@ def score_models(embeddings_dir: Path, street_views: pd.DataFrame, patches: gpd.
     )
 
     masks = patch_masks(patches, truth_dir, pair.patch_size_px)
-    settings = _suite_settings(params)
     manifest = json.loads((Path(embeddings_dir) / MODELS_MANIFEST).read_text())
     per_model = {}
     for name in manifest:
         logger.info("Scoring %s", name)
         embeddings = ModelEmbeddings.read(Path(embeddings_dir) / name)
-        per_model[name] = run_suite(embeddings, street_views, masks, settings)
+        per_model[name] = run_suite(embeddings, street_views, masks, params)
         if name == params.gair_models()[0]:
             first = embeddings  # the location-only baseline and the gallery come from it
     if params.location_only:
-        per_model["location_only"] = run_suite(first, street_views, masks, settings,
+        per_model["location_only"] = run_suite(first, street_views, masks, params,
                                                features="location")
     gallery = first.gallery[["lat", "lon"]].to_numpy()
-    per_model["chance"] = chance_levels(street_views, patches, masks, points, gallery, settings)
+    per_model["chance"] = chance_levels(street_views, patches, masks, points, gallery, params)
     return results_table(per_model)
 
 
@@ -204,7 +195,6 @@ def score_benchmarks(embeddings_dir: Path, params: EvaluateParams,
     from gair.io.rejects import ReadResult, rejects_frame
 
     config = params.benchmarks
-    settings = _suite_settings(params)
     manifest = json.loads((Path(embeddings_dir) / MODELS_MANIFEST).read_text())
     models = {}
 
@@ -226,7 +216,7 @@ def score_benchmarks(embeddings_dir: Path, params: EvaluateParams,
         for name in manifest:
             pooled = np.concatenate([model(name).encode_rs(eurosat.images[i : i + params.batch_size])[1]
                                      for i in range(0, len(codes), params.batch_size)])
-            per_model[name]["bench_eurosat_ms"] = linear_and_knn(pooled, codes, split, settings)
+            per_model[name]["bench_eurosat_ms"] = linear_and_knn(pooled, codes, split, params.tasks)
     pairs = {name: ModelEmbeddings.read_pairs(Path(embeddings_dir) / name)
              for name in manifest} if config.street_view_labels or config.street_view_table else {}
     for key, reader in (("street_view_labels", bench.read_label_csvs),
@@ -246,7 +236,7 @@ def score_benchmarks(embeddings_dir: Path, params: EvaluateParams,
         logger.info("%s: %s", key, read.report())
         for name in manifest:
             table = read.accepted.merge(pairs[name][["uuid", "split", "sv"]], on="uuid")
-            per_model[name] |= score_targets(stack(table, "sv"), table, targets, settings,
+            per_model[name] |= score_targets(stack(table, "sv"), table, targets, params.tasks,
                                              f"bench_{key}")
     if config.points:
         c = config.points
@@ -260,7 +250,7 @@ def score_benchmarks(embeddings_dir: Path, params: EvaluateParams,
                                                  c.fractions, c.seed)
         for name in manifest:
             features = model(name).encode_locations(points[["lat", "lon"]].to_numpy())
-            per_model[name] |= score_targets(features, points, targets, settings, "bench_points")
+            per_model[name] |= score_targets(features, points, targets, params.tasks, "bench_points")
     all_rejects = pd.concat(rejects, ignore_index=True) if rejects else rejects_frame()
     return results_table(per_model), all_rejects
 
