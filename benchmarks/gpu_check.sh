@@ -6,7 +6,7 @@
 #   PYTHON=.venv/bin/python benchmarks/gpu_check.sh     (the project's environment)
 #
 # On a machine whose Python lacks some of the project's dependencies, put their wheels in
-# .whl/ (README "GPUs" says how) and they are installed to /tmp/site first.
+# .whl/ (docs/gpus.md says how) and they are installed to /tmp/site first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

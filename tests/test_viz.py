@@ -57,7 +57,7 @@ def test_viz_site_shows_the_pipelines_in_headless_chromium(tmp_path):
 
 @pytest.mark.slow
 def test_viz_site_shows_no_database_password(tmp_path):
-    """The sweep's database URL where the README puts it (credentials.yml, or an environment
+    """The sweep's database URL where docs/sweeps.md puts it (credentials.yml, or an environment
     variable) stays out of the site, even with hooks run and datasets previewed."""
     secret, env_secret = "hunter2-Xq9", "tiger-Zk7"
     project = tmp_path / "gair"
