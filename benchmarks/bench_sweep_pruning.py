@@ -31,7 +31,7 @@ def main() -> None:
     conf = ROOT / "conf/base"
     pretrain = yaml.safe_load((conf / "parameters_pretrain.yml").read_text())["pretrain"]
     pretrain["run_dir"] = "unused"
-    base = PretrainParams(**pretrain).model_dump(mode="json")
+    base = PretrainParams(**pretrain)
     sweep = yaml.safe_load((conf / "parameters_sweep.yml").read_text())["sweep"]
     result = {"benchmark": "sweep_pruning", "trials": args.trials,
               "budget_epochs": sweep["budget"].get("trainer.max_epochs")}

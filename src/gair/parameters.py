@@ -202,6 +202,11 @@ class PretrainParams(_Strict):
     performance: PerformanceParams = PerformanceParams()
     checkpoint: CheckpointParams = CheckpointParams()
 
+    def with_overrides(self, overrides: dict[str, Any]) -> PretrainParams:
+        """These parameters with dotted keys (``loss.temperature``, ``seed``) replaced,
+        validated again (an unknown key or a bad value fails here)."""
+        return PretrainParams(**_with_dotted(self.model_dump(mode="json"), overrides))
+
     def needs_launcher(self) -> bool:
         """More than one process: run under the multi-device entry point, not in Kedro."""
         devices = self.trainer.devices
@@ -247,9 +252,9 @@ class SweepParams(_Strict):
         return refuse_password_in_parameters(value)
 
 
-def with_overrides(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """A copy of nested ``params`` with dotted keys (``loss.temperature``) replaced."""
-    merged = copy.deepcopy(params)
+def _with_dotted(values: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of nested ``values`` with dotted keys (``loss.temperature``) replaced."""
+    merged = copy.deepcopy(values)
     for dotted, value in overrides.items():
         node = merged
         *parents, leaf = dotted.split(".")

@@ -34,9 +34,8 @@ def _settings(storage_dir, **overrides):
     return SweepSettings.from_params(SweepParams(**(values | overrides)))
 
 
-def _base(tmp_path) -> dict:
-    params = tiny_pretrain_params() | {"run_dir": str(tmp_path / "unused")}
-    return PretrainParams(**params).model_dump(mode="json")
+def _base(tmp_path) -> PretrainParams:
+    return PretrainParams(**tiny_pretrain_params() | {"run_dir": str(tmp_path / "unused")})
 
 
 @pytest.mark.slow
@@ -104,10 +103,11 @@ def test_an_interrupted_sweep_continues_the_same_study(tiny_shards, tmp_path):
 
 WORKER = """
 import json, sys
-from gair.parameters import SweepParams
+from gair.parameters import PretrainParams, SweepParams
 from gair.sweep import SweepSettings, run_study
 spec = json.loads(sys.argv[1])
-run_study(SweepSettings.from_params(SweepParams(**spec["sweep"])), spec["base"], spec["shards"])
+run_study(SweepSettings.from_params(SweepParams(**spec["sweep"])),
+          PretrainParams(**spec["base"]), spec["shards"])
 """
 
 
@@ -118,7 +118,8 @@ def _two_workers(tiny_shards, tmp_path, storage: str, k: int = 2) -> optuna.Stud
              "search_space": SPACE,
              "budget": {"trainer.max_epochs": 1, "trainer.limit_train_batches": 1,
                         "trainer.enable_progress_bar": False}}
-    spec = json.dumps({"sweep": sweep, "base": _base(tmp_path), "shards": str(tiny_shards)})
+    spec = json.dumps({"sweep": sweep, "base": _base(tmp_path).model_dump(mode="json"),
+                       "shards": str(tiny_shards)})
     env = os.environ | {"PYTHONPATH": str(PROJECT_ROOT)}
     workers = [subprocess.Popen([sys.executable, "-c", WORKER, spec],
                                 env=env | {"GAIR_SWEEP_WORKER": str(i)},
@@ -179,7 +180,7 @@ def test_an_invalid_search_space_stops_before_the_first_trial(tmp_path):
 
 SLEEPER = """
 import json, sys, time
-from gair.parameters import SweepParams
+from gair.parameters import PretrainParams, SweepParams
 from gair.sweep import SweepSettings, run_study
 spec = json.loads(sys.argv[1])
 
@@ -189,7 +190,8 @@ def objective(trial):
     time.sleep(600)  # killed long before this ends
     return 0.0
 
-run_study(SweepSettings.from_params(SweepParams(**spec)), {}, ".", objective=objective)
+run_study(SweepSettings.from_params(SweepParams(**spec)), PretrainParams(), ".",
+          objective=objective)
 """
 
 
@@ -212,7 +214,7 @@ def test_a_killed_workers_trial_is_failed_and_retried_on_a_database(tmp_path):
 
     time.sleep(3)  # past the grace period
     settings = SweepSettings.from_params(SweepParams(**spec))
-    study = run_study(settings, {}, tmp_path, objective=lambda t: t.suggest_float(
+    study = run_study(settings, PretrainParams(), tmp_path, objective=lambda t: t.suggest_float(
         "loss.temperature", 0.05, 0.2))
     killed, retried = study.trials[:2]
     assert killed.state == optuna.trial.TrialState.FAIL

@@ -119,7 +119,7 @@ def test_a_sweep_trial_is_a_run_under_the_study_with_its_values_and_objective(tm
             raise RuntimeError("out of memory")
         return value * 10
 
-    study = run_study(settings, {}, tmp_path, objective=objective, tracking=tracking)
+    study = run_study(settings, PretrainParams(), tmp_path, objective=objective, tracking=tracking)
     (parent,) = _runs(tracking, **{"gair.role": "study", "gair.study": settings.study_name})
     assert parent.info.status == "FINISHED" and parent.data.params["metric"] == "val/r@1"
     assert parent.data.metrics["best_objective"] == study.best_value
@@ -151,7 +151,7 @@ def test_a_sweep_trial_s_pretraining_logs_into_the_trial_s_run(tiny_shards, tmp_
         search_space={"loss.temperature": {"type": "float", "low": 0.05, "high": 0.2}},
     ))
     base = PretrainParams(**tiny_pretrain_params(), run_dir=str(tmp_path / "unused"))
-    study = run_study(settings, base.model_dump(mode="json"), tiny_shards, tracking=tracking)
+    study = run_study(settings, base, tiny_shards, tracking=tracking)
     (trial,) = _runs(tracking, **{"gair.trial": "0"})
     assert trial.info.run_id == study.trials[0].user_attrs["mlflow_run_id"]
     assert trial.info.status == "FINISHED"

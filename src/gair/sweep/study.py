@@ -30,7 +30,7 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 from pydantic import Field
 
-from gair.parameters import DistributionParams, PretrainParams, SweepParams, with_overrides
+from gair.parameters import DistributionParams, PretrainParams, SweepParams
 from gair.secrets import passwords_masked_in_errors, redact_url
 
 if TYPE_CHECKING:
@@ -184,7 +184,7 @@ def _callbacks(trial: optuna.Trial, settings: SweepSettings, pruning: bool) -> l
     return callbacks
 
 
-def make_objective(settings: SweepSettings, base_params: dict[str, Any], shards_dir: Path,
+def make_objective(settings: SweepSettings, base_params: PretrainParams, shards_dir: Path,
                    tracking: Tracking | None = None, study_run_id: str | None = None):
     """The objective: a short pretraining run with the trial's values, scored by the metric.
 
@@ -196,8 +196,8 @@ def make_objective(settings: SweepSettings, base_params: dict[str, Any], shards_
     pruning = settings.pruner.get("type", "median") != "none"
 
     def trial_params(values: dict[str, Any], run_dir: Path) -> PretrainParams:
-        return PretrainParams(**with_overrides(base_params, settings.budget | values)
-                              | {"run_dir": str(run_dir), "resume": False})
+        return base_params.with_overrides(settings.budget | values
+                                          | {"run_dir": str(run_dir), "resume": False})
 
     # A search space or budget that cannot make valid parameters stops here, not in every trial.
     trial_params({name: spec.low if spec.low is not None else (spec.choices or [None])[0]
@@ -317,7 +317,7 @@ class TrialTracker:
                          "gair.best_params": json.dumps(best.params) if best else ""})
 
 
-def run_study(settings: SweepSettings, base_params: dict[str, Any], shards_dir: Path,
+def run_study(settings: SweepSettings, base_params: PretrainParams, shards_dir: Path,
               objective=None, tracking: Tracking | None = None) -> optuna.Study:
     """Run this worker's trials of the shared study, within the study's total budget.
 
@@ -354,6 +354,7 @@ def run_study(settings: SweepSettings, base_params: dict[str, Any], shards_dir: 
     return study
 
 
-def best_pretrain_parameters(study: optuna.Study, base_params: dict[str, Any]) -> dict[str, Any]:
+def best_pretrain_parameters(study: optuna.Study, base_params: PretrainParams) -> dict[str, Any]:
     """The best trial's values in the shape of ``parameters_pretrain.yml`` (full budget)."""
-    return {"pretrain": with_overrides(base_params, study.best_trial.params)}
+    return {"pretrain": base_params.with_overrides(study.best_trial.params).model_dump(
+        mode="json")}

@@ -28,7 +28,6 @@ from gair.parameters import (
     PairParams,
     PretrainParams,
     TrackingParams,
-    with_overrides,
 )
 from gair.reporting import note_figure
 
@@ -81,15 +80,15 @@ def pretrain_baselines(shards_dir: Path, pretrain: PretrainParams, params: Evalu
     from gair.tracking import resolve
     from gair.training.run import pretrain as run
 
-    base = pretrain.model_dump(mode="json")
     runs = {f"gair_s{s}": {"seed": s} for s in params.seeds if s != pretrain.seed}
     runs |= params.baselines
     checkpoints = {}
     where = resolve(tracking, tracking_credentials)
     for name, overrides in runs.items():
-        values = with_overrides(base, overrides) | {"run_dir": str(Path(params.run_dir) / name)}
         logger.info("Pretraining %s (%s)", name, overrides)
-        summary = run(shards_dir, PretrainParams(**values), where.for_run(
+        run_params = pretrain.with_overrides(overrides
+                                             | {"run_dir": str(Path(params.run_dir) / name)})
+        summary = run(shards_dir, run_params, where.for_run(
             f"evaluate/{name}", {"gair.pipeline": "evaluate", "gair.model": name}))
         checkpoints[name] = Path(summary["best_checkpoint"] or summary["last_checkpoint"])
     return CheckpointsWriter(checkpoints)

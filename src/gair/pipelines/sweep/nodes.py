@@ -24,13 +24,12 @@ def run_sweep(shards_dir: Path, pretrain: PretrainParams, sweep: SweepParams,
     from gair.tracking import resolve
 
     settings = SweepSettings.from_params(sweep, storage_credentials)
-    base = pretrain.model_dump(mode="json")
-    study = run_study(settings, base, shards_dir,
+    study = run_study(settings, pretrain, shards_dir,
                       tracking=resolve(tracking, tracking_credentials))
     trials = study.trials_dataframe(attrs=("number", "value", "state", "params", "user_attrs",
                                            "datetime_start", "datetime_complete", "duration"))
     if not any(t.state.name == "COMPLETE" for t in study.trials):
         raise RuntimeError(f"study {settings.study_name!r} has no completed trial; see the trials "
                            "table's user_attrs_reason column")
-    return (best_pretrain_parameters(study, base), trials,
+    return (best_pretrain_parameters(study, pretrain), trials,
             *sweep_figures(study, settings.metric))
