@@ -3,9 +3,9 @@
 :func:`build_world` decides everything that is cheap (tile grids, street-view positions,
 their metadata and labels); :func:`write_sentinel2`, :func:`write_streetscapes` and
 :func:`write_truth` render the expensive parts (reflectance, JPEGs) one file at a time
-while writing, so memory stays flat as the world is scaled up. Every
-random draw comes from a generator keyed by (seed, site, tile, purpose), so a file's
-bytes depend only on the seed and its own place in the world.
+while writing, so memory stays flat as the world is scaled up. Every random draw comes
+from a generator keyed by (seed, site, tile, purpose), so a file's bytes depend only on
+the seed and its own place in the world.
 """
 
 from __future__ import annotations
