@@ -10,6 +10,7 @@ import resource
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import yaml
@@ -17,10 +18,10 @@ import yaml
 from gair.io.directories import replace_directory
 from gair.sample_world import (
     SampleWorldConfig,
-    Sentinel2Writer,
-    StreetscapesWriter,
-    TruthWriter,
     build_world,
+    write_sentinel2,
+    write_streetscapes,
+    write_truth,
 )
 
 
@@ -31,10 +32,10 @@ def main(params_path: Path) -> dict[str, float]:
         start = time.perf_counter()
         world = build_world(config)
         timings = {"layout_s": time.perf_counter() - start}
-        for name, writer in (("sentinel2", Sentinel2Writer), ("streetscapes", StreetscapesWriter),
-                             ("truth", TruthWriter)):
+        for name, write in (("sentinel2", write_sentinel2), ("streetscapes", write_streetscapes),
+                            ("truth", write_truth)):
             begin = time.perf_counter()
-            replace_directory(root / name, writer(world).write)
+            replace_directory(root / name, partial(write, world))
             timings[f"{name}_s"] = time.perf_counter() - begin
         total = time.perf_counter() - start
         size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())

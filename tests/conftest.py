@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -17,10 +18,10 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 from gair.io.directories import replace_directory
 from gair.sample_world import (
     SampleWorldConfig,
-    Sentinel2Writer,
-    StreetscapesWriter,
-    TruthWriter,
     build_world,
+    write_sentinel2,
+    write_streetscapes,
+    write_truth,
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -51,13 +52,13 @@ def small_world_config(**overrides) -> SampleWorldConfig:
 
 
 def write_world(config: SampleWorldConfig, root: Path) -> dict[str, Path]:
-    """Generate a sample world under ``root`` the way the pipeline's datasets do."""
+    """Generate a sample world under ``root`` as the pipeline's nodes and datasets do."""
     world = build_world(config)
     dirs = {"sentinel2": root / "sentinel2", "streetscapes": root / "streetscapes",
             "truth": root / "truth"}
-    for name, writer in (("sentinel2", Sentinel2Writer), ("streetscapes", StreetscapesWriter),
-                         ("truth", TruthWriter)):
-        replace_directory(dirs[name], writer(world).write)
+    for name, write in (("sentinel2", write_sentinel2), ("streetscapes", write_streetscapes),
+                        ("truth", write_truth)):
+        replace_directory(dirs[name], partial(write, world))
     return dirs
 
 

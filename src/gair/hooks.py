@@ -42,3 +42,18 @@ class TrackingCredentialsHook:
                               parameters: dict[str, Any]) -> None:
         catalog[TRACKING_CREDENTIALS] = _named_entry(
             parameters.get("params:tracking.tracking_uri"), conf_creds)
+
+
+class GeneratedFoldersHook:
+    """Refuses a run, before any node, that would replace a folder its dataset may not
+    replace (``gair.datasets.DirectoryDataset``: real data, or a generated folder with
+    files added or edited since): the node would build the new folder only for the save
+    to refuse it. Each output whose dataset has a ``check_replaceable`` method is asked;
+    the save checks again."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        for name in sorted(pipeline.all_outputs()):
+            check = getattr(catalog.get(name), "check_replaceable", None)
+            if callable(check):
+                check()

@@ -2,9 +2,9 @@
 
 from kedro.config import OmegaConfigLoader
 
-from gair.hooks import SweepStorageCredentialsHook, TrackingCredentialsHook
+from gair.hooks import GeneratedFoldersHook, SweepStorageCredentialsHook, TrackingCredentialsHook
 
-HOOKS = (SweepStorageCredentialsHook(), TrackingCredentialsHook())
+HOOKS = (SweepStorageCredentialsHook(), TrackingCredentialsHook(), GeneratedFoldersHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

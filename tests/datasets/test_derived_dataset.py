@@ -10,17 +10,18 @@ from kedro.io import DataCatalog
 from kedro.io.core import DatasetError
 
 from gair.datasets import DerivedGeoParquetDataset
+from gair.io.directories import stage_directory
 from tests.conftest import temporary_conf
 
 
-class _ShardsWriter:
-    def __init__(self, content: str) -> None:
-        self.content = content
-
-    def write(self, directory):
+def _shards(staging_root, content: str):
+    """A shards folder as the pair node hands it to the catalog."""
+    def write(directory):
         (directory / "train").mkdir()
-        (directory / "train" / "000000.tar").write_text(self.content)
-        return {"content": self.content}
+        (directory / "train" / "000000.tar").write_text(content)
+        return {"content": content}
+
+    return stage_directory(staging_root, "shards", write)
 
 
 def _pairs(n: int) -> gpd.GeoDataFrame:
@@ -36,7 +37,7 @@ def catalog(tmp_path):
 
 
 def test_pairs_from_the_current_shards_load(catalog, tmp_path):
-    catalog.save("training_shards", _ShardsWriter("one"))
+    catalog.save("training_shards", _shards(tmp_path / "staging", "one"))
     catalog.save("pairs", _pairs(3))
     pairs = catalog.load("pairs")
     assert list(pairs["uuid"]) == ["u0", "u1", "u2"] and pairs.crs.to_epsg() == 4326
@@ -44,10 +45,10 @@ def test_pairs_from_the_current_shards_load(catalog, tmp_path):
 
 
 def test_pairs_left_from_before_new_shards_are_refused(catalog, tmp_path):
-    catalog.save("training_shards", _ShardsWriter("one"))
+    catalog.save("training_shards", _shards(tmp_path / "staging", "one"))
     catalog.save("pairs", _pairs(3))
     # The run is killed after the new shards are swapped in, before pairs.parquet is saved.
-    catalog.save("training_shards", _ShardsWriter("two"))
+    catalog.save("training_shards", _shards(tmp_path / "staging", "two"))
     model_input = tmp_path / "data" / "05_model_input"
     with pytest.raises(DatasetError) as refused:
         catalog.load("pairs")

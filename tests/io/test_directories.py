@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from kedro.io.core import DatasetError
 
@@ -9,8 +11,12 @@ from gair.datasets import DirectoryDataset
 from gair.io.directories import (
     MANIFEST_NAME,
     NotGeneratedError,
+    publish_directory,
     read_manifest,
     replace_directory,
+    sha256_file,
+    stage_directory,
+    staging_path,
 )
 
 
@@ -60,21 +66,104 @@ def test_failed_write_leaves_the_old_folder_and_no_debris(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-def test_directory_dataset(tmp_path):
-    dataset = DirectoryDataset(path=str(tmp_path / "d"))
+def test_directory_dataset_moves_a_staged_folder_into_place(tmp_path):
+    dataset = DirectoryDataset(path=str(tmp_path / "data" / "d"))
     assert not dataset.exists()
     with pytest.raises(DatasetError, match="does not exist"):
         dataset.load()
-    with pytest.raises(DatasetError, match="write"):
-        dataset.save("not a writer")
+    with pytest.raises(DatasetError, match="stage_directory"):
+        dataset.save({"not": "a folder"})
 
-    class Writer:
-        def write(self, directory):
-            (directory / "f").write_text("x")
-            return {}
+    staged = stage_directory(tmp_path / "staging", "d", _writer("one"))
+    dataset.check_replaceable()
+    dataset.save(staged)
+    assert dataset.exists() and dataset.load() == tmp_path / "data" / "d"
+    assert (tmp_path / "data" / "d" / "sub" / "a.txt").read_text() == "one"
+    assert read_manifest(tmp_path / "data" / "d")["provenance"] == {"content": "one"}
+    assert not staged.exists() and list((tmp_path / "staging").iterdir()) == []
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["d"]
 
-    dataset.save(Writer())
-    assert dataset.exists() and dataset.load() == tmp_path / "d"
+
+def test_staged_folder_holds_the_manifest_and_a_failed_write_leaves_nothing(tmp_path):
+    staged = stage_directory(tmp_path, "out", _writer("one"))
+    assert staged.parent == tmp_path and staged.name.startswith(".out.partial-")
+    assert read_manifest(staged) == {"provenance": {"content": "one"},
+                                     "files": {"sub/a.txt": sha256_file(staged / "sub/a.txt")}}
+
+    def broken(directory):
+        (directory / "half.txt").write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        stage_directory(tmp_path, "out", broken)
+    assert list(tmp_path.iterdir()) == [staged]
+
+
+def test_publish_refuses_a_folder_stage_directory_did_not_finish(tmp_path):
+    """An input folder passed on by mistake is neither moved nor deleted."""
+    generated = tmp_path / "sentinel2"
+    replace_directory(generated, _writer("tiles"))
+    with pytest.raises(ValueError, match="not a folder made by stage_directory"):
+        publish_directory(tmp_path / "shards", generated)
+    unfinished = staging_path(tmp_path / "staging" / "shards", "partial")
+    unfinished.mkdir(parents=True)
+    with pytest.raises(ValueError, match="no readable"):
+        publish_directory(tmp_path / "shards", unfinished)
+    assert (generated / "sub" / "a.txt").read_text() == "tiles" and unfinished.is_dir()
+    assert not (tmp_path / "shards").exists()
+
+
+def test_a_refused_publish_drops_the_staged_folder_and_keeps_the_target(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "metadata_common_attributes.csv").write_text("uuid\n")
+    staged = stage_directory(tmp_path / "staging", "real", _writer("x"))
+    with pytest.raises(NotGeneratedError, match="did not generate"):
+        publish_directory(real, staged)
+    assert [p.name for p in real.iterdir()] == ["metadata_common_attributes.csv"]
+    assert list((tmp_path / "staging").iterdir()) == []
+
+
+def test_publish_copies_a_folder_staged_on_another_file_system(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    target = tmp_path / "data" / "out"
+    replace_directory(target, _writer("one"))
+    staged = stage_directory(tmp_path / "elsewhere", "out", _writer("two"))
+
+    def cross_device(source, destination):
+        raise OSError(errno.EXDEV, "Invalid cross-device link", str(source))
+
+    monkeypatch.setattr(os, "rename", cross_device)
+    manifest = publish_directory(target, staged)
+    assert (target / "sub" / "a.txt").read_text() == "two"
+    assert read_manifest(target) == manifest and manifest["provenance"] == {"content": "two"}
+    assert not staged.exists()
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["out"]
+
+
+def test_a_failed_swap_restores_the_old_folder(tmp_path, monkeypatch):
+    import os
+
+    target = tmp_path / "out"
+    replace_directory(target, _writer("old"))
+    staged = stage_directory(tmp_path / "staging", "out", _writer("new"))
+    replace, failed = os.replace, []
+
+    def fail_into_target(source, destination):
+        if Path(destination) == target and not failed:  # the new folder, not the restore
+            failed.append(source)
+            raise OSError("interrupted")
+        replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", fail_into_target)
+    with pytest.raises(OSError, match="interrupted"):
+        publish_directory(target, staged)
+    monkeypatch.undo()
+    assert (target / "sub" / "a.txt").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "staging"]
+    assert list((tmp_path / "staging").iterdir()) == []
 
 
 @pytest.mark.parametrize("change", ["added", "changed"])
@@ -130,7 +219,7 @@ def test_next_replace_removes_staging_folders_of_killed_runs_only(tmp_path, capl
     import os
     import time
 
-    from gair.io.directories import ABANDONED_AFTER_S, staging_path
+    from gair.io.directories import ABANDONED_AFTER_S
 
     target = tmp_path / "out"
     replace_directory(target, _writer("one"))

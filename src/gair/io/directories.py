@@ -1,15 +1,19 @@
 """Write a generated folder (or a file) as a whole: all of it appears, or none of it does.
 
-A writer fills a staging folder beside the target; the staging folder is then swapped in
-place of the target. A folder is only ever replaced when it is empty or was generated
-here before (it holds :data:`MANIFEST_NAME`) and still holds exactly what its manifest
-lists, so real data, and files a user added to a generated folder, are never deleted.
-Staging folders name the host and process that made them, so a later run can tell the
-ones a killed run left behind from those of a run still going.
+A generated folder is built in two steps. :func:`stage_directory` fills a fresh staging
+folder (in a staging area on the data's file system) and records every file in its
+manifest, :data:`MANIFEST_NAME`; :func:`publish_directory` then swaps it in place of the
+target (the catalog's ``DirectoryDataset`` does this when it saves).
+:func:`replace_directory` does both. A folder is only ever replaced when it is empty or
+was generated here before (it holds the manifest) and still holds exactly what its
+manifest lists, so real data, and files a user added to a generated folder, are never
+deleted. Staging folders name the host and process that made them, so a later run can
+tell the ones a killed run left behind from those of a run still going.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -22,7 +26,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -35,13 +39,10 @@ shared file system, or an older gair that did not name its process) counts as ab
 
 _LISTED_FILES = 5  # files an error names before "and N more"
 _HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+_STAGED = re.compile(r"\.(?P<name>.+)\.partial-[A-Za-z0-9._]+-\d+-[0-9a-f]{8}")
 
-
-class DirectoryWriter(Protocol):
-    """Something that can write its content into an empty folder."""
-
-    def write(self, directory: Path) -> dict[str, Any]:
-        """Write into ``directory`` (empty, existing); return provenance for the manifest."""
+DirectoryWriter = Callable[[Path], dict[str, Any]]
+"""Fills the empty folder it is given and returns provenance for the manifest."""
 
 
 class NotGeneratedError(RuntimeError):
@@ -113,7 +114,10 @@ def _check_unchanged(target: Path) -> None:
     )
 
 
-def _check_replaceable(target: Path) -> None:
+def check_replaceable(target: Path | str) -> None:
+    """Raise :class:`NotGeneratedError` unless ``target`` may be replaced by a generated
+    folder: it is absent, empty, or generated before and unchanged since."""
+    target = Path(target)
     if not target.exists():
         return
     if not target.is_dir():
@@ -197,45 +201,123 @@ def replacing_file(path: Path | str) -> Iterator[Path]:
         staging.unlink(missing_ok=True)
 
 
-def replace_directory(
-    target: Path | str,
-    write: Callable[[Path], dict[str, Any]],
-    on_written: Callable[[Path], None] | None = None,
-) -> dict[str, Any]:
-    """Atomically replace ``target`` with what ``write`` puts into a fresh folder.
+def stage_directory(staging_root: Path | str, name: str, write: DirectoryWriter) -> Path:
+    """Build a generated folder, manifest included, in a fresh staging folder.
 
-    Staging folders of ``target`` left by killed runs are removed first
+    The folder, ``<staging_root>/.<name>.partial-<host>-<pid>-<token>``, is what a node
+    hands to the catalog; :func:`publish_directory` moves it into place. Put
+    ``staging_root`` on the file system of the folders it is published to, so that the
+    move is a rename. Staging folders of ``name`` that killed runs left under
+    ``staging_root`` are removed first (:func:`remove_abandoned_staging`).
+
+    Args:
+        staging_root: where to build it (created if need be).
+        name: what is built (e.g. ``shards``): it names the staging folder.
+        write: fills the folder it is given and returns provenance for the manifest.
+
+    Returns:
+        The finished staging folder. If ``write`` raises, it is removed.
+    """
+    if not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"{name!r} is not a plain folder name")
+    placeholder = Path(staging_root) / name
+    placeholder.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_staging(placeholder)
+    staging = staging_path(placeholder, "partial")
+    staging.mkdir()
+    try:
+        provenance = write(staging)
+        manifest = {"provenance": provenance, "files": file_checksums(staging)}
+        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return staging
+
+
+def _staged_manifest(staged: Path) -> dict[str, Any]:
+    """The manifest of a folder :func:`stage_directory` finished; refuses any other folder
+    (one passed on by mistake, an input say, would otherwise be moved away)."""
+    if _STAGED.fullmatch(staged.name) is None or not staged.is_dir() or staged.is_symlink():
+        raise ValueError(f"{staged} is not a folder made by stage_directory; refusing to move it")
+    try:
+        return read_manifest(staged)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{staged} has no readable {MANIFEST_NAME}: it was not finished "
+                         f"({exc})") from exc
+
+
+def _move_beside(staged: Path, target: Path) -> Path:
+    """``staged`` moved beside ``target``: a rename, or a copy from another file system."""
+    if staged.parent.resolve() == target.parent.resolve():
+        return staged
+    beside = staging_path(target, "partial")
+    try:
+        os.rename(staged, beside)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        try:
+            shutil.copytree(staged, beside, symlinks=True)
+        except BaseException:
+            shutil.rmtree(beside, ignore_errors=True)
+            raise
+    return beside
+
+
+def publish_directory(target: Path | str, staged: Path | str) -> dict[str, Any]:
+    """Atomically replace ``target`` with ``staged``, a folder :func:`stage_directory` built.
+
+    Readers see the old folder or the new one, never a mix. ``staged`` is consumed: moved
+    into place, or removed if the replacement is refused or fails (``target`` then stays
+    as it was). Staging folders of ``target`` left by killed runs are removed first
     (:func:`remove_abandoned_staging`).
 
     Args:
         target: the folder to (re)create. Must be absent, empty, or generated before and
             unchanged since (no file added or edited).
+        staged: the finished staging folder; on another file system it is copied.
+
+    Returns:
+        The manifest of the new ``target``.
+    """
+    target, staged = Path(target), Path(staged)
+    manifest = _staged_manifest(staged)
+    beside = retired = None
+    try:
+        check_replaceable(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_abandoned_staging(target)
+        beside = _move_beside(staged, target)
+        retired = staging_path(target, "old")
+        if target.exists():
+            os.replace(target, retired)
+        os.replace(beside, target)
+    except BaseException:
+        if beside is not None:
+            shutil.rmtree(beside, ignore_errors=True)
+        if retired is not None and retired.exists() and not target.exists():
+            os.replace(retired, target)
+        raise
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)  # a copy's source, or a refused folder
+    shutil.rmtree(retired, ignore_errors=True)
+    return manifest
+
+
+def replace_directory(target: Path | str, write: DirectoryWriter) -> dict[str, Any]:
+    """Atomically replace ``target`` with what ``write`` puts into a fresh folder: the
+    folder is staged beside ``target`` (:func:`stage_directory`), then published
+    (:func:`publish_directory`).
+
+    Args:
+        target: the folder to (re)create. Must be absent, empty, or generated before and
+            unchanged since (no file added or edited); checked before ``write`` runs.
         write: fills the folder it is given and returns provenance for the manifest.
-        on_written: optional check run on the staged folder before it is swapped in.
 
     Returns:
         The manifest written to ``target / MANIFEST_NAME``.
     """
     target = Path(target)
-    _check_replaceable(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_abandoned_staging(target)
-    staging = staging_path(target, "partial")
-    retired = staging_path(target, "old")
-    staging.mkdir()
-    try:
-        provenance = write(staging)
-        if on_written is not None:
-            on_written(staging)
-        manifest = {"provenance": provenance, "files": file_checksums(staging)}
-        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        if target.exists():
-            os.replace(target, retired)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if retired.exists() and not target.exists():
-            os.replace(retired, target)
-        raise
-    shutil.rmtree(retired, ignore_errors=True)
-    return manifest
+    check_replaceable(target)
+    return publish_directory(target, stage_directory(target.parent, target.name, write))

@@ -9,21 +9,21 @@ from gair.sample_world.config import SampleWorldConfig, Site
 from gair.sample_world.landscape import LandCover
 from gair.sample_world.world import (
     SampleWorld,
-    Sentinel2Writer,
-    StreetscapesWriter,
     Tile,
-    TruthWriter,
     build_world,
+    write_sentinel2,
+    write_streetscapes,
+    write_truth,
 )
 
 __all__ = [
     "LandCover",
     "SampleWorld",
     "SampleWorldConfig",
-    "Sentinel2Writer",
     "Site",
-    "StreetscapesWriter",
     "Tile",
-    "TruthWriter",
     "build_world",
+    "write_sentinel2",
+    "write_streetscapes",
+    "write_truth",
 ]

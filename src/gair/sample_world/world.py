@@ -1,10 +1,11 @@
 """Build the sample world and write it in the real formats.
 
 :func:`build_world` decides everything that is cheap (tile grids, street-view positions,
-their metadata and labels); the writers render the expensive parts (reflectance, JPEGs)
-one file at a time while writing, so memory stays flat as the world is scaled up. Every
-random draw comes from a generator keyed by (seed, site, tile, purpose), so a file's
-bytes depend only on the seed and its own place in the world.
+their metadata and labels); :func:`write_sentinel2`, :func:`write_streetscapes` and
+:func:`write_truth` render the expensive parts (reflectance, JPEGs) one file at a time
+while writing, so memory stays flat as the world is scaled up. Every random draw comes
+from a generator keyed by (seed, site, tile, purpose), so a file's bytes depend only on
+the seed and its own place in the world.
 """
 
 from __future__ import annotations
@@ -421,111 +422,101 @@ def _render_image(config: SampleWorldConfig, record: pd.Series) -> Image.Image:
     return Image.fromarray(pixels)
 
 
-@dataclass(frozen=True)
-class Sentinel2Writer:
-    """Writes the world's tiles as 12-band L2A GeoTIFFs (DN with the BOA offset)."""
-
-    world: SampleWorld
-
-    def write(self, directory: Path) -> dict[str, Any]:
-        config = self.world.config
-        for tile in self.world.tiles:
-            reflectance = render_reflectance(
-                _rng(config, *tile.key, _SPECTRA), tile.landscape(config), config.pixel_size_m
-            )
-            dn = reflectance_to_dn(reflectance, config.processing_baseline)
-            dn[:, tile.nodata_mask(config)] = 0
-            write_l2a_geotiff(
-                directory / f"{tile.tile_id}.tif", dn, tile.crs, tile.transform,
-                config.processing_baseline, block_size=_block_size(config),
-                tags={"SPACECRAFT_NAME": "Sentinel-2B", "PRODUCT_TYPE": "S2MSI2A",
-                      "DATATAKE_SENSING_DATE": config.acquisition_date,
-                      "SOURCE": "gair sample world (synthetic)"},
-            )
-        return self.world.provenance() | {"tiles": len(self.world.tiles)}
-
-
-@dataclass(frozen=True)
-class StreetscapesWriter:
-    """Writes a Global Streetscapes release: tables and ``images/<start>_<end>/<uuid>.jpeg``."""
-
-    world: SampleWorld
-
-    def write(self, directory: Path) -> dict[str, Any]:
-        config, table = self.world.config, self.world.street_views
-        table.loc[:, list(METADATA_COMMON_ATTRIBUTES_COLUMNS)].to_csv(
-            directory / "metadata_common_attributes.csv", index=False
+def write_sentinel2(world: SampleWorld, directory: Path) -> dict[str, Any]:
+    """Write the world's tiles into ``directory`` as 12-band L2A GeoTIFFs (DN with the BOA
+    offset); return provenance for the folder's manifest."""
+    config = world.config
+    for tile in world.tiles:
+        reflectance = render_reflectance(
+            _rng(config, *tile.key, _SPECTRA), tile.landscape(config), config.pixel_size_m
         )
-        table.loc[:, ["uuid", *PERCEPTION_ATTRIBUTES]].to_csv(
-            directory / "perception.csv", index=False
+        dn = reflectance_to_dn(reflectance, config.processing_baseline)
+        dn[:, tile.nodata_mask(config)] = 0
+        write_l2a_geotiff(
+            directory / f"{tile.tile_id}.tif", dn, tile.crs, tile.transform,
+            config.processing_baseline, block_size=_block_size(config),
+            tags={"SPACECRAFT_NAME": "Sentinel-2B", "PRODUCT_TYPE": "S2MSI2A",
+                  "DATATAKE_SENSING_DATE": config.acquisition_date,
+                  "SOURCE": "gair sample world (synthetic)"},
         )
-        self._contextual(table).to_csv(directory / "contextual.csv", index=False)
-        n_rows = len(table)
-        for row_number, (_, record) in enumerate(table.iterrows(), start=1):
-            folder = directory / "images" / image_folder_name(
-                row_number, n_rows, config.images_per_folder
-            )
-            folder.mkdir(parents=True, exist_ok=True)
-            _render_image(config, record).save(
-                folder / f"{record['uuid']}{IMAGE_SUFFIX}", format="JPEG",
-                quality=config.jpeg_quality,
-            )
-        return self.world.provenance() | {"street_views": n_rows}
-
-    @staticmethod
-    def _contextual(table: pd.DataFrame) -> pd.DataFrame:
-        """The eight contextual labels, as the dataset's classifiers name their values."""
-        sunny = (table["weather"] == "clear") & (table["lighting_condition"] == "day")
-        return pd.DataFrame({
-            "uuid": table["uuid"], "source": table["source"], "orig_id": table["orig_id"],
-            "glare": np.where(sunny & (table["heading"].astype(float) % 90 < 15), "yes", "no"),
-            "lighting_condition": table["lighting_condition"],
-            "pano_status": table["projection_type"] == "spherical",
-            "platform": "driving surface",
-            "quality": np.where(table["weather"] == "foggy", "slightly poor", "good"),
-            "reflection": np.where(table["weather"] == "rainy", "yes", "no"),
-            "view_direction": "front/back",
-            "weather": table["weather"],
-        }).loc[:, list(CONTEXTUAL_COLUMNS)]
+    return world.provenance() | {"tiles": len(world.tiles)}
 
 
-@dataclass(frozen=True)
-class TruthWriter:
-    """Writes the hidden truth: land-cover and field rasters per tile, per-view labels."""
-
-    world: SampleWorld
-
-    TRUTH_COLUMNS = (
-        "uuid", "tile_id", "inside_tile", "row", "col", "landcover", "landcover_name",
-        "sectors", "affluence", "urbanity", "weather", "lighting_condition",
+def write_streetscapes(world: SampleWorld, directory: Path) -> dict[str, Any]:
+    """Write the world's street views into ``directory`` as a Global Streetscapes release
+    (tables and ``images/<start>_<end>/<uuid>.jpeg``); return provenance for its manifest."""
+    config, table = world.config, world.street_views
+    table.loc[:, list(METADATA_COMMON_ATTRIBUTES_COLUMNS)].to_csv(
+        directory / "metadata_common_attributes.csv", index=False
     )
-
-    def write(self, directory: Path) -> dict[str, Any]:
-        config = self.world.config
-        (directory / "landcover").mkdir()
-        (directory / "fields").mkdir()
-        block = _block_size(config)
-        profile = {"driver": "GTiff", "compress": "deflate", "tiled": True, "blockxsize": block,
-                   "blockysize": block, "width": config.tile_size_px,
-                   "height": config.tile_size_px}
-        for tile in self.world.tiles:
-            landscape = tile.landscape(config)
-            common = profile | {"crs": tile.crs, "transform": tile.transform}
-            with rasterio.open(directory / "landcover" / f"{tile.tile_id}.tif", "w", count=1,
-                               dtype="uint8", **common) as dst:
-                dst.write(landscape.landcover, 1)
-                dst.set_band_description(1, "landcover")
-                dst.write_colormap(1, {int(c): (*LEGEND_RGB[c], 255) for c in LandCover})
-            with rasterio.open(directory / "fields" / f"{tile.tile_id}.tif", "w", count=2,
-                               dtype="float32", **common) as dst:
-                dst.write(np.stack([landscape.affluence, landscape.urbanity]))
-                dst.set_band_description(1, "affluence")
-                dst.set_band_description(2, "urbanity")
-        pd.DataFrame(
-            [(int(c), c.name.lower(), *LEGEND_RGB[c]) for c in LandCover],
-            columns=["code", "name", "red", "green", "blue"],
-        ).to_csv(directory / "legend.csv", index=False)
-        self.world.street_views.loc[:, list(self.TRUTH_COLUMNS)].to_csv(
-            directory / "street_views.csv", index=False
+    table.loc[:, ["uuid", *PERCEPTION_ATTRIBUTES]].to_csv(
+        directory / "perception.csv", index=False
+    )
+    _contextual(table).to_csv(directory / "contextual.csv", index=False)
+    n_rows = len(table)
+    for row_number, (_, record) in enumerate(table.iterrows(), start=1):
+        folder = directory / "images" / image_folder_name(
+            row_number, n_rows, config.images_per_folder
         )
-        return self.world.provenance() | {"tiles": len(self.world.tiles)}
+        folder.mkdir(parents=True, exist_ok=True)
+        _render_image(config, record).save(
+            folder / f"{record['uuid']}{IMAGE_SUFFIX}", format="JPEG",
+            quality=config.jpeg_quality,
+        )
+    return world.provenance() | {"street_views": n_rows}
+
+
+def _contextual(table: pd.DataFrame) -> pd.DataFrame:
+    """The eight contextual labels, as the dataset's classifiers name their values."""
+    sunny = (table["weather"] == "clear") & (table["lighting_condition"] == "day")
+    return pd.DataFrame({
+        "uuid": table["uuid"], "source": table["source"], "orig_id": table["orig_id"],
+        "glare": np.where(sunny & (table["heading"].astype(float) % 90 < 15), "yes", "no"),
+        "lighting_condition": table["lighting_condition"],
+        "pano_status": table["projection_type"] == "spherical",
+        "platform": "driving surface",
+        "quality": np.where(table["weather"] == "foggy", "slightly poor", "good"),
+        "reflection": np.where(table["weather"] == "rainy", "yes", "no"),
+        "view_direction": "front/back",
+        "weather": table["weather"],
+    }).loc[:, list(CONTEXTUAL_COLUMNS)]
+
+
+TRUTH_COLUMNS = (
+    "uuid", "tile_id", "inside_tile", "row", "col", "landcover", "landcover_name",
+    "sectors", "affluence", "urbanity", "weather", "lighting_condition",
+)
+"""The per-view labels of the hidden truth (``street_views.csv``)."""
+
+
+def write_truth(world: SampleWorld, directory: Path) -> dict[str, Any]:
+    """Write the world's hidden truth into ``directory``: land-cover and field rasters per
+    tile, per-view labels; return provenance for the folder's manifest."""
+    config = world.config
+    (directory / "landcover").mkdir()
+    (directory / "fields").mkdir()
+    block = _block_size(config)
+    profile = {"driver": "GTiff", "compress": "deflate", "tiled": True, "blockxsize": block,
+               "blockysize": block, "width": config.tile_size_px,
+               "height": config.tile_size_px}
+    for tile in world.tiles:
+        landscape = tile.landscape(config)
+        common = profile | {"crs": tile.crs, "transform": tile.transform}
+        with rasterio.open(directory / "landcover" / f"{tile.tile_id}.tif", "w", count=1,
+                           dtype="uint8", **common) as dst:
+            dst.write(landscape.landcover, 1)
+            dst.set_band_description(1, "landcover")
+            dst.write_colormap(1, {int(c): (*LEGEND_RGB[c], 255) for c in LandCover})
+        with rasterio.open(directory / "fields" / f"{tile.tile_id}.tif", "w", count=2,
+                           dtype="float32", **common) as dst:
+            dst.write(np.stack([landscape.affluence, landscape.urbanity]))
+            dst.set_band_description(1, "affluence")
+            dst.set_band_description(2, "urbanity")
+    pd.DataFrame(
+        [(int(c), c.name.lower(), *LEGEND_RGB[c]) for c in LandCover],
+        columns=["code", "name", "red", "green", "blue"],
+    ).to_csv(directory / "legend.csv", index=False)
+    world.street_views.loc[:, list(TRUTH_COLUMNS)].to_csv(
+        directory / "street_views.csv", index=False
+    )
+    return world.provenance() | {"tiles": len(world.tiles)}

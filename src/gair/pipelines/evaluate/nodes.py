@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from gair.evaluation.sample_world_tasks import (
     street_view_targets,
     within_patch_variation,
 )
+from gair.io.directories import stage_directory
 from gair.parameters import (
     EvaluateParams,
     PairParams,
@@ -59,24 +59,14 @@ def prepare_tasks(pairs: gpd.GeoDataFrame, street_views: gpd.GeoDataFrame,
     return targets, patches, points, report
 
 
-@dataclass(frozen=True)
-class CheckpointsWriter:
-    """Publishes trained checkpoints as ``<name>.ckpt`` with a manifest."""
-
-    checkpoints: dict[str, Path]
-
-    def write(self, directory: Path) -> dict[str, Any]:
-        for name, path in self.checkpoints.items():
-            shutil.copyfile(path, directory / f"{name}.ckpt")
-        return {"checkpoints": sorted(self.checkpoints)}
-
-
 def pretrain_baselines(shards_dir: Path, pretrain: PretrainParams, params: EvaluateParams,
-                       tracking: TrackingParams, tracking_credentials: dict) -> CheckpointsWriter:
+                       tracking: TrackingParams, tracking_credentials: dict,
+                       staging_dir: str) -> Path:
     """Pretrain what the comparison needs beyond the ``pretrain`` checkpoint, each with
     the same parameters (budget included) but for its seed or its overrides: GAIR at the
     other seeds, and every baseline at the pretraining seed (each logged as ``tracking``
-    says, as ``evaluate/<name>``)."""
+    says, as ``evaluate/<name>``). Their best checkpoints, as ``<name>.ckpt``, go into a
+    folder under ``staging_dir`` for the catalog to move in."""
     from gair.tracking import resolve
     from gair.training.run import pretrain as run
 
@@ -91,36 +81,13 @@ def pretrain_baselines(shards_dir: Path, pretrain: PretrainParams, params: Evalu
         summary = run(shards_dir, run_params, where.for_run(
             f"evaluate/{name}", {"gair.pipeline": "evaluate", "gair.model": name}))
         checkpoints[name] = Path(summary["best_checkpoint"] or summary["last_checkpoint"])
-    return CheckpointsWriter(checkpoints)
 
+    def write(directory: Path) -> dict[str, Any]:
+        for name, path in checkpoints.items():
+            shutil.copyfile(path, directory / f"{name}.ckpt")
+        return {"checkpoints": sorted(checkpoints)}
 
-@dataclass(frozen=True)
-class EmbeddingsWriter:
-    """Embeds every task item with every model into ``<model>/`` (GeoParquet)."""
-
-    models: dict[str, dict[str, Any]]  # name -> {"checkpoint": path} or {"random_seed", "like"}
-    shards_dir: Path
-    patches: gpd.GeoDataFrame
-    points: gpd.GeoDataFrame
-    tiles: gpd.GeoDataFrame
-    sentinel2_dir: Path
-    patch_size: int
-    params: EvaluateParams
-
-    def write(self, directory: Path) -> dict[str, Any]:
-        from gair.evaluation.suite import embed_for_tasks
-
-        gallery = location_gallery(self.tiles, self.params.tasks.gallery_spacing_m)
-        for name, source in self.models.items():
-            logger.info("Embedding with %s", name)
-            embed_for_tasks(_load_model(source, self.params.device), self.shards_dir,
-                            self.patches, self.points, gallery, self.tiles,
-                            self.sentinel2_dir, self.patch_size,
-                            self.params.batch_size).write(directory / name)
-        manifest = {name: {k: v if isinstance(v, int) else str(v) for k, v in source.items()}
-                    for name, source in self.models.items()}
-        (directory / MODELS_MANIFEST).write_text(json.dumps(manifest, indent=1))
-        return {"models": sorted(self.models)}
+    return stage_directory(staging_dir, "baselines", write)
 
 
 def _load_model(source: dict[str, Any], device: str):
@@ -135,9 +102,11 @@ def _load_model(source: dict[str, Any], device: str):
 def embed_models(gair_checkpoint: Path, baselines_dir: Path, shards_dir: Path,
                  patches: gpd.GeoDataFrame, points: gpd.GeoDataFrame, tiles: gpd.GeoDataFrame,
                  sentinel2_dir: Path, pretrain: PretrainParams, params: EvaluateParams,
-                 pair: PairParams) -> EmbeddingsWriter:
-    """The embeddings of every model: GAIR per seed, random weights per seed, baselines."""
-    models: dict[str, dict[str, Any]] = {}
+                 pair: PairParams, staging_dir: str) -> Path:
+    """The embeddings of every model (GAIR per seed, random weights per seed, baselines),
+    as ``<model>/`` GeoParquet and a ``models.json`` manifest, in a folder under
+    ``staging_dir`` for the catalog to move in."""
+    models: dict[str, dict[str, Any]] = {}  # name -> {"checkpoint"} or {"random_seed", "like"}
     for seed, name in zip(params.seeds, params.gair_models(), strict=True):
         path = gair_checkpoint if seed == pretrain.seed else Path(baselines_dir) / f"{name}.ckpt"
         models[name] = {"checkpoint": path}
@@ -145,8 +114,22 @@ def embed_models(gair_checkpoint: Path, baselines_dir: Path, shards_dir: Path,
         models[name] = {"random_seed": seed, "like": gair_checkpoint}
     for name in params.baselines:
         models[name] = {"checkpoint": Path(baselines_dir) / f"{name}.ckpt"}
-    return EmbeddingsWriter(models, Path(shards_dir), patches, points, tiles, Path(sentinel2_dir),
-                            pair.patch_size_px, params)
+
+    def write(directory: Path) -> dict[str, Any]:
+        from gair.evaluation.suite import embed_for_tasks
+
+        gallery = location_gallery(tiles, params.tasks.gallery_spacing_m)
+        for name, source in models.items():
+            logger.info("Embedding with %s", name)
+            embed_for_tasks(_load_model(source, params.device), Path(shards_dir), patches,
+                            points, gallery, tiles, Path(sentinel2_dir), pair.patch_size_px,
+                            params.batch_size).write(directory / name)
+        manifest = {name: {k: v if isinstance(v, int) else str(v) for k, v in source.items()}
+                    for name, source in models.items()}
+        (directory / MODELS_MANIFEST).write_text(json.dumps(manifest, indent=1))
+        return {"models": sorted(models)}
+
+    return stage_directory(staging_dir, "embeddings", write)
 
 
 def score_models(embeddings_dir: Path, street_views: pd.DataFrame, patches: gpd.GeoDataFrame,

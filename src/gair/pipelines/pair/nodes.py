@@ -1,7 +1,6 @@
 """Nodes of the ``pair`` pipeline: street views placed in RS patches, split, sharded."""
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from gair.geo.pairing import TileGrid, days_apart, locate_in_tiles, pair_points, scene_times
+from gair.io.directories import stage_directory
 from gair.io.rejects import count_report, rejects_frame
 from gair.io.shards import REJECTS_TABLE, SAMPLES_TABLE, ExtractionSettings, extract_shards
 from gair.parameters import PairParams
@@ -84,40 +84,31 @@ def _days(apart: float) -> str:
     return "date unknown" if np.isnan(apart) else f"{apart:.0f} days apart"
 
 
-@dataclass(frozen=True)
-class TrainingShardsWriter:
-    """Extracts patches and street views into shards, with their sample and reject tables."""
+def extract_training_shards(
+    candidates: pd.DataFrame, tiles: gpd.GeoDataFrame, sentinel2_dir: Path,
+    streetscapes_dir: Path, params: PairParams, staging_dir: str,
+) -> Path:
+    """Patches and street views extracted into shards (in parallel processes), with their
+    sample and reject tables, in a folder under ``staging_dir`` for the catalog to move in."""
+    settings = ExtractionSettings(
+        patch_size=params.patch_size_px,
+        min_valid_fraction=params.min_valid_fraction,
+        sv_short_side=params.shards.sv_short_side_px,
+        jpeg_quality=params.shards.jpeg_quality,
+    )
 
-    candidates: pd.DataFrame
-    tiles: gpd.GeoDataFrame
-    sentinel2_dir: Path
-    streetscapes_dir: Path
-    params: PairParams
-
-    def write(self, directory: Path) -> dict[str, Any]:
-        settings = ExtractionSettings(
-            patch_size=self.params.patch_size_px,
-            min_valid_fraction=self.params.min_valid_fraction,
-            sv_short_side=self.params.shards.sv_short_side_px,
-            jpeg_quality=self.params.shards.jpeg_quality,
-        )
+    def write(directory: Path) -> dict[str, Any]:
         samples, rejects = extract_shards(
-            self.candidates, self.tiles, self.sentinel2_dir, self.streetscapes_dir, directory,
-            settings, self.params.shards.samples_per_shard, self.params.shards.workers,
+            candidates, tiles, sentinel2_dir, streetscapes_dir, directory, settings,
+            params.shards.samples_per_shard, params.shards.workers,
         )
         samples.to_parquet(directory / SAMPLES_TABLE, index=False)
         rejects.to_csv(directory / REJECTS_TABLE, index=False)
-        return {"params": self.params.model_dump(mode="json"), "samples": len(samples),
+        return {"params": params.model_dump(mode="json"), "samples": len(samples),
                 "rejected": len(rejects),
                 "splits": samples["split"].value_counts().sort_index().to_dict()}
 
-
-def extract_training_shards(
-    candidates: pd.DataFrame, tiles: gpd.GeoDataFrame, sentinel2_dir: Path,
-    streetscapes_dir: Path, params: PairParams,
-) -> TrainingShardsWriter:
-    """The shards writer (it runs in parallel processes as the catalog saves it)."""
-    return TrainingShardsWriter(candidates, tiles, sentinel2_dir, streetscapes_dir, params)
+    return stage_directory(staging_dir, "shards", write)
 
 
 def collect_pairs(

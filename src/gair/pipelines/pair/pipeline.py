@@ -12,7 +12,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                  ["pair_candidates", "pair_placement_rejects"], name="plan_pairs_node"),
             Node(extract_training_shards,
                  ["pair_candidates", "sentinel2_tiles", "sentinel2_raw", "streetscapes_raw",
-                  "params:pair"],
+                  "params:pair", "params:staging_dir"],
                  "training_shards", name="extract_training_shards_node"),
             Node(collect_pairs, ["training_shards", "street_views", "pair_placement_rejects"],
                  ["pairs", "pair_rejects", "pair_report"], name="collect_pairs_node"),

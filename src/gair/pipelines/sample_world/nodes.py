@@ -1,19 +1,17 @@
 """Nodes of the ``sample_world`` pipeline.
 
-Each writer renders its files while the catalog's ``DirectoryDataset`` saves it, so the
-world never sits in memory as pixels.
+Each writer renders the world's files one at a time into a staging folder, which the
+catalog's ``DirectoryDataset`` moves into place, so the world never sits in memory as
+pixels.
 """
 
 import logging
+from functools import partial
+from pathlib import Path
 
-from gair.sample_world import (
-    SampleWorld,
-    SampleWorldConfig,
-    Sentinel2Writer,
-    StreetscapesWriter,
-    TruthWriter,
-    build_world,
-)
+from gair import sample_world
+from gair.io.directories import stage_directory
+from gair.sample_world import SampleWorld, SampleWorldConfig, build_world
 
 logger = logging.getLogger(__name__)
 
@@ -29,16 +27,17 @@ def build_sample_world(config: SampleWorldConfig) -> SampleWorld:
     return world
 
 
-def write_sentinel2_tiles(world: SampleWorld) -> Sentinel2Writer:
+def write_sentinel2_tiles(world: SampleWorld, staging_dir: str) -> Path:
     """The Sentinel-2 L2A tiles (GeoTIFF, 12 bands, DN with the BOA offset)."""
-    return Sentinel2Writer(world)
+    return stage_directory(staging_dir, "sentinel2", partial(sample_world.write_sentinel2, world))
 
 
-def write_streetscapes(world: SampleWorld) -> StreetscapesWriter:
+def write_streetscapes(world: SampleWorld, staging_dir: str) -> Path:
     """The Global Streetscapes tables and JPEG images."""
-    return StreetscapesWriter(world)
+    return stage_directory(staging_dir, "streetscapes",
+                           partial(sample_world.write_streetscapes, world))
 
 
-def write_truth(world: SampleWorld) -> TruthWriter:
+def write_truth(world: SampleWorld, staging_dir: str) -> Path:
     """The hidden truth for evaluation (not an input of pretraining)."""
-    return TruthWriter(world)
+    return stage_directory(staging_dir, "truth", partial(sample_world.write_truth, world))

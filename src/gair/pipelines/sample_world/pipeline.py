@@ -10,12 +10,13 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(build_sample_world, "params:sample_world", "sample_world_layout",
                  name="build_sample_world_node"),
-            Node(write_sentinel2_tiles, "sample_world_layout", "sentinel2_raw",
-                 name="write_sentinel2_tiles_node"),
-            Node(write_streetscapes, "sample_world_layout", "streetscapes_raw",
-                 name="write_streetscapes_node"),
-            Node(write_truth, "sample_world_layout", "sample_world_truth",
-                 name="write_truth_node"),
+            # Each builds its folder under params:staging_dir; the catalog moves it in.
+            Node(write_sentinel2_tiles, ["sample_world_layout", "params:staging_dir"],
+                 "sentinel2_raw", name="write_sentinel2_tiles_node"),
+            Node(write_streetscapes, ["sample_world_layout", "params:staging_dir"],
+                 "streetscapes_raw", name="write_streetscapes_node"),
+            Node(write_truth, ["sample_world_layout", "params:staging_dir"],
+                 "sample_world_truth", name="write_truth_node"),
         ],
         tags="sample_world",
     )
