@@ -110,7 +110,7 @@ def teacher_files(model: dict[str, Any], folder: Path) -> dict[str, str]:
     return {"rs_weights": str(rs), "sv_weights": str(sv)}
 
 
-def benchmark_params(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+def benchmark_params(args: argparse.Namespace, folder: Path) -> PretrainParams:
     """conf/gpu's pretraining parameters (conf/base's model with ``--tiny``), local
     weight files replaced by random ones, sized by the command line."""
     raw = yaml.safe_load((ROOT / "conf/gpu/parameters_pretrain.yml").read_text())["pretrain"]
@@ -124,7 +124,7 @@ def benchmark_params(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     raw["performance"]["compile"] = args.compile
     if args.accumulate is not None:
         raw["trainer"]["accumulate_grad_batches"] = args.accumulate
-    return PretrainParams(**raw).model_dump(mode="json")
+    return PretrainParams(**raw)
 
 
 def count_flops(system: torch.nn.Module, datamodule: L.LightningDataModule,
@@ -150,7 +150,7 @@ def fit(system, datamodule, args, params, device, timer) -> None:
         max_epochs=1, limit_train_batches=args.warmup + args.steps, limit_val_batches=0,
         num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
-        accumulate_grad_batches=params["trainer"]["accumulate_grad_batches"],
+        accumulate_grad_batches=params.trainer.accumulate_grad_batches,
     )
     trainer.fit(system, datamodule=datamodule)
 
@@ -183,13 +183,13 @@ def main() -> None:
         pairs = (args.warmup + args.steps + 2 * max(args.workers, 1)) * args.batch
         shards = write_paper_shards(folder / "shards", int(pairs / 0.9) + args.batch)
         params = benchmark_params(args, folder)
-        compiled = params["performance"]["compile"]
-        params["performance"]["compile"] = False  # FLOPs are counted on the plain modules
-        system, datamodule = build_training(params, shards)
+        # FLOPs are counted on the plain modules; compiled afterwards where asked.
+        system, datamodule = build_training(
+            params.with_overrides({"performance.compile": False}), shards)
         datamodule.setup()
         flops = count_flops(system, datamodule, device, bf16)
-        if compiled:
-            system.compile_encoders(params["performance"]["compile_backend"])
+        if params.performance.compile:
+            system.compile_encoders(params.performance.compile_backend)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         fed = StepTimer(args.warmup, args.steps, device)
@@ -202,8 +202,8 @@ def main() -> None:
     result = {
         "benchmark": "gpu_pretrain", "device": torch.cuda.get_device_name(device)
         if device.type == "cuda" else "cpu", "model": "conf/base" if args.tiny else "conf/gpu",
-        "precision": "bf16-mixed" if bf16 else "32-true", "compile": compiled,
-        "batch": args.batch, "accumulate": params["trainer"]["accumulate_grad_batches"],
+        "precision": "bf16-mixed" if bf16 else "32-true", "compile": params.performance.compile,
+        "batch": args.batch, "accumulate": params.trainer.accumulate_grad_batches,
         "workers": args.workers, "steps": args.steps, "warmup": args.warmup,
         "pairs_per_s": _figure(rate), "pairs_per_s_in_memory": _figure(rate_in_memory),
         "ratio": _figure(rate / rate_in_memory),
