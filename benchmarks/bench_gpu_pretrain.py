@@ -38,6 +38,7 @@ from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
+from gair.io.shards import SAMPLES_TABLE
 from gair.model import GAIR, GAIRConfig
 from gair.model.encoders import SVEncoder
 from gair.parameters import PretrainParams
@@ -155,6 +156,14 @@ def fit(system, datamodule, args, params, device, timer) -> None:
     trainer.fit(system, datamodule=datamodule)
 
 
+_STARTED = time.perf_counter()
+
+
+def _progress(message: str) -> None:
+    """Where a long run stands, on stderr (stdout holds the JSON line alone)."""
+    print(f"[{time.perf_counter() - _STARTED:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+
 def _figure(value: float) -> float:
     """Four significant digits (an MFU on a CPU is tiny, not zero)."""
     return float(f"{value:.4g}")
@@ -173,6 +182,9 @@ def main() -> None:
                         help="the device's dense bf16 peak (H200: 989e12)")
     parser.add_argument("--tiny", action="store_true",
                         help="conf/base's CPU model, a check of the script itself")
+    parser.add_argument("--shards", type=Path,
+                        help="paper-format shards to read; written there first if absent "
+                             "(so several runs share one set)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -181,22 +193,28 @@ def main() -> None:
         folder = Path(tmp)
         # Enough pairs that one epoch covers warm-up and timed steps at any worker count.
         pairs = (args.warmup + args.steps + 2 * max(args.workers, 1)) * args.batch
-        shards = write_paper_shards(folder / "shards", int(pairs / 0.9) + args.batch)
+        shards = args.shards or folder / "shards"
+        if not (shards / SAMPLES_TABLE).exists():
+            write_paper_shards(shards, int(pairs / 0.9) + args.batch)
         params = benchmark_params(args, folder)
         # FLOPs are counted on the plain modules; compiled afterwards where asked.
         system, datamodule = build_training(
             params.with_overrides({"performance.compile": False}), shards)
         datamodule.setup()
+        _progress("shards ready, system built")
         flops = count_flops(system, datamodule, device, bf16)
+        _progress(f"{flops / 1e9:.1f} GFLOP per pair counted")
         if params.performance.compile:
             system.compile_encoders(params.performance.compile_backend)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         fed = StepTimer(args.warmup, args.steps, device)
         fit(system, datamodule, args, params, device, fed)
+        _progress(f"fed by the DataModule: {args.steps * args.batch / fed.seconds():.1f} pairs/s")
         memory = InMemoryBatches(datamodule, args.warmup + args.steps)
         in_memory = StepTimer(args.warmup, args.steps, device)
         fit(system, memory, args, params, device, in_memory)
+        _progress(f"in memory: {args.steps * args.batch / in_memory.seconds():.1f} pairs/s")
     rate = args.steps * args.batch / fed.seconds()
     rate_in_memory = args.steps * args.batch / in_memory.seconds()
     result = {
