@@ -8,9 +8,9 @@ random weights (teacher files are generated: the step costs the same), and times
 ``--steps`` training steps after ``--warmup`` (compilation and the first loader pass are
 in the warm-up). Then the same steps again on one batch held in memory (pinned, the same
 on-device preprocessing) for the ratio. Prints one JSON line: pairs/s fed and in memory,
-their ratio, the share of step time spent waiting for data, FLOPs per pair (counted with
-``torch.utils.flop_counter`` on one uncompiled step: student forward and backward, the
-teachers' forward, the losses), MFU against ``--peak-flops`` (dense bf16; default an
+their ratio, the share of step time spent waiting for data (one minus that ratio, at
+least 0), FLOPs per pair (counted with ``torch.utils.flop_counter`` on one uncompiled
+step: student forward and backward, the teachers' forward, the losses), MFU against ``--peak-flops`` (dense bf16; default an
 H200's 989e12), and peak GPU memory.
 
 Usage (on a GPU machine; ``gpu_check.sh`` runs it):
@@ -50,13 +50,12 @@ from paper_format import write_paper_shards  # noqa: E402
 
 
 class StepTimer(Callback):
-    """Wall time of the training steps after ``warmup``, and of the part of it between
-    one step's end and the next one's start (fetching and moving the next batch)."""
+    """Wall time of the training steps after ``warmup`` (synchronised with the device at
+    both ends)."""
 
     def __init__(self, warmup: int, steps: int, device: torch.device) -> None:
         self.warmup, self.steps, self.device = warmup, steps, device
-        self.started = self.ended = self.last_end = None
-        self.waiting = 0.0
+        self.started = self.ended = None
 
     def _now(self) -> float:
         if self.device.type == "cuda":
@@ -64,14 +63,10 @@ class StepTimer(Callback):
         return time.perf_counter()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        now = time.perf_counter()  # no sync: the host's wait for data, not the GPU's work
         if batch_idx == self.warmup:
             self.started = self._now()
-        elif batch_idx > self.warmup and self.last_end is not None:
-            self.waiting += now - self.last_end
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.last_end = time.perf_counter()
         if batch_idx == self.warmup + self.steps - 1:
             self.ended = self._now()
 
@@ -225,7 +220,9 @@ def main() -> None:
         "workers": args.workers, "steps": args.steps, "warmup": args.warmup,
         "pairs_per_s": _figure(rate), "pairs_per_s_in_memory": _figure(rate_in_memory),
         "ratio": _figure(rate / rate_in_memory),
-        "data_wait_share": _figure(fed.waiting / fed.seconds()),
+        # The step time the loader adds: the host's own gap between steps is no measure
+        # of it, since the host also waits there for the GPU's queued work.
+        "data_wait_share": _figure(max(0.0, 1 - rate / rate_in_memory)),
         "gflop_per_pair": _figure(flops / 1e9),
         "mfu": _figure(rate * flops / args.peak_flops),
         "mfu_in_memory": _figure(rate_in_memory * flops / args.peak_flops),
