@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The GPU checks, under ten minutes on one NVIDIA GPU, most important first: the training
+# The GPU checks, about seven minutes on one H200, most important first: the training
 # step runs without host syncs; end-to-end paper-scale throughput through the real data
-# path (compiled, then not); the model alone on synthetic tensors; the loader alone at the
-# paper format. Each benchmark prints one JSON line, gathered in $OUT/results.jsonl; each
+# path (compiled, then not); the step's parts timed (profile_step.py); the model alone on
+# synthetic tensors; the loader alone at the paper format. Each benchmark prints one JSON line, gathered in $OUT/results.jsonl; each
 # one's log is $OUT/<name>.log. A failing or slow benchmark does not hide the others'
 # figures: each runs under a time limit, all of them within GPU_CHECK_SECONDS.
 #
@@ -90,10 +90,11 @@ from pathlib import Path; from paper_format import write_paper_shards
 start = time.perf_counter(); write_paper_shards(Path('$SHARDS'), 24_000)
 print('{\"pairs_written\": 24000, \"seconds\": %.1f}' % (time.perf_counter() - start))"
 
-run pretrain_compiled 240 "$PY" benchmarks/bench_gpu_pretrain.py --batch 256 --steps 50 \
+run pretrain_compiled 200 "$PY" benchmarks/bench_gpu_pretrain.py --batch 256 --steps 50 \
   --warmup 10 --workers "$WORKERS" --shards "$SHARDS"
-run pretrain_eager 120 "$PY" benchmarks/bench_gpu_pretrain.py --batch 256 --steps 50 \
+run pretrain_eager 100 "$PY" benchmarks/bench_gpu_pretrain.py --batch 256 --steps 50 \
   --warmup 5 --workers "$WORKERS" --shards "$SHARDS" --no-compile
+run profile 180 "$PY" benchmarks/profile_step.py --batch 256 --shards "$SHARDS"
 run model_alone 60 "$PY" benchmarks/bench_train_step.py --paper-scale --device cuda \
   --batch 256 --steps 10
 run loader 60 "$PY" benchmarks/bench_loader.py --workers "$WORKERS" --shards "$SHARDS"
