@@ -97,6 +97,8 @@ def default_config(args: argparse.Namespace) -> dict:
 
     raw = yaml.safe_load((ROOT / "conf/base/parameters_pretrain.yml").read_text())["pretrain"]
     raw["run_dir"] = "unused"
+    if args.workers is not None:
+        raw["data"]["num_workers"] = args.workers
     params = PretrainParams(**raw)
     shards = Path(args.shards)
     if not (shards / "samples.parquet").is_file():
@@ -125,7 +127,7 @@ def default_config(args: argparse.Namespace) -> dict:
         step(in_memory)  # warm-up
     # Alternating rounds, so a change in the machine's load hits both figures alike.
     seconds = {"fed": 0.0, "in_memory": 0.0}
-    rounds = 4
+    rounds = max(1, args.steps // 5)  # short rounds: load changes hit both ways alike
     for _ in range(rounds):
         for way in seconds:
             start = time.perf_counter()
@@ -147,6 +149,8 @@ def main() -> None:
     parser.add_argument("--shards", default=str(ROOT / "data/05_model_input/shards"))
     parser.add_argument("--paper-scale", action="store_true")
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="DataLoader workers (default: conf/base's)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     print(json.dumps(paper_scale(args) if args.paper_scale else default_config(args)))

@@ -186,3 +186,56 @@ def test_street_views_are_stored_upright_and_bounded(tmp_path):
     (tmp_path / "bomb.jpeg").write_bytes(bytes(data))
     with pytest.raises(ImageRejected, match="image too large"):
         _street_view_jpeg(tmp_path / "bomb.jpeg", 120, 90, 10**8)
+
+
+def _tar(path, members, format=tarfile.PAX_FORMAT, directory=False):
+    with tarfile.open(path, "w", format=format) as tar:
+        if directory:
+            folder = tarfile.TarInfo("a-folder")
+            folder.type = tarfile.DIRTYPE
+            tar.addfile(folder)
+        for name, payload in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return path
+
+
+@pytest.mark.parametrize("format", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
+def test_the_shard_reader_reads_what_tarfile_reads(tmp_path, format):
+    """Long names (pax records, GNU long names, the ustar prefix), empty and
+    block-sized payloads, non-ASCII names: the same members and bytes as tarfile."""
+    from gair.io.shards import _tar_files
+
+    rng = np.random.default_rng(0)
+    long = "folder-" + "x" * 120 if format != tarfile.USTAR_FORMAT else "p" * 120 + "/view"
+    members = [(f"{long}.sv.jpg", rng.bytes(1000)), ("empty.json", b""),
+               ("block.rs.npy", rng.bytes(512)), ("straße.json", b'{"a": 1}'),
+               ("big.valid.npy", rng.bytes(70_001))]
+    shard = _tar(tmp_path / "s.tar", members, format)
+    with tarfile.open(shard) as tar:
+        expected = [(m.name, tar.extractfile(m).read()) for m in tar]
+    assert list(_tar_files(shard)) == expected == members
+
+
+def test_a_damaged_shard_is_an_error_naming_it_and_the_byte(tmp_path):
+    """Cut inside a member, cut at a member's end (which would lose views silently), a
+    flipped header byte, a member that is not a file: each one an error, never fewer
+    samples."""
+    from gair.io.shards import _tar_files
+
+    shard = _tar(tmp_path / "s.tar", [("a.json", b"1" * 700), ("b.json", b"2" * 10)])
+    data = shard.read_bytes()
+    # a.json: header at 0, payload to 1212, padded to 1536; b.json: header at 1536.
+    cases = {"inside.tar": (data[:1100], "member at byte 0 holds 588 of its 700 bytes"),
+             "boundary.tar": (data[:2560], "no end-of-archive block after byte 2560"),
+             "header.tar": (data[:1536 + 300], "truncated tar header at byte 1536"),
+             "flipped.tar": (data[:1536 + 10] + b"X" + data[1536 + 11:], "byte 1536 .checksum"),
+             "empty.tar": (b"", "no end-of-archive block after byte 0")}
+    for name, (content, reason) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match=f"{name}: .*{reason}"):
+            list(_tar_files(tmp_path / name))
+    folder = _tar(tmp_path / "folder.tar", [("a.json", b"1")], directory=True)
+    with pytest.raises(ValueError, match=r"folder\.tar: the member at byte 0 is not a plain file"):
+        list(_tar_files(folder))

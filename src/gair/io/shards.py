@@ -101,17 +101,83 @@ class EncodedSample:
     patch: EncodedPatch
 
 
+_BLOCK = 512
+
+
+def _pax_records(payload: bytes) -> dict[str, str]:
+    """The ``length key=value\\n`` records of a pax extended header."""
+    records, position = {}, 0
+    while position < len(payload) and payload[position:position + 1] != b"\0":
+        length = int(payload[position:payload.index(b" ", position)])
+        key, _, value = payload[position:position + length].partition(b" ")[2] \
+            .rstrip(b"\n").partition(b"=")
+        records[key.decode()] = value.decode()
+        position += length
+    return records
+
+
+def _tar_files(path: Path) -> Iterator[tuple[str, bytes]]:
+    """(name, payload) of each file of a tar, in order: a reader of the ustar and pax
+    layouts that the shards use, about six times faster per member than :mod:`tarfile`
+    (which came to a tenth of a small model's training step on the CPU). Headers are
+    checksummed and the end-of-archive block is required; a truncated or corrupt shard, or a
+    member that is not a plain file, is an error naming the shard and the byte where it
+    happened."""
+    with open(path, "rb") as stream:
+        extended: dict[str, str] = {}
+        while True:
+            offset = stream.tell()
+            header = stream.read(_BLOCK)
+            if len(header) == _BLOCK and not header.strip(b"\0"):
+                return  # the end-of-archive blocks
+            if not header:  # a file cut at a member's end would lose views silently
+                raise ValueError(f"{path}: truncated: no end-of-archive block after byte "
+                                 f"{offset}")
+            if len(header) < _BLOCK:
+                raise ValueError(f"{path}: truncated tar header at byte {offset}")
+            try:
+                stored = int(header[148:156].strip(b"\0 ") or b"-1", 8)
+                size = int.from_bytes(header[125:136], "big") if header[124] & 0x80 else \
+                    int(header[124:136].strip(b"\0 ") or b"0", 8)
+            except ValueError:
+                raise ValueError(f"{path}: corrupt tar header at byte {offset}") from None
+            if stored != sum(header[:148]) + 8 * 32 + sum(header[156:]):
+                raise ValueError(f"{path}: corrupt tar header at byte {offset} (checksum)")
+            size = int(extended.get("size", size))
+            payload = stream.read(size)
+            if len(payload) < size:
+                raise ValueError(f"{path}: truncated: the member at byte {offset} holds "
+                                 f"{len(payload)} of its {size} bytes")
+            stream.seek(-size % _BLOCK, 1)
+            kind = header[156:157]
+            if kind == b"x":  # a pax header for the next member
+                extended = _pax_records(payload)
+                continue
+            if kind == b"L":  # a GNU long name for the next member
+                extended = {"path": payload.rstrip(b"\0").decode()}
+                continue
+            if kind == b"g":  # pax global header: nothing the shards need
+                continue
+            if kind not in (b"0", b"\0"):
+                raise ValueError(f"{path}: the member at byte {offset} is not a plain file "
+                                 f"(tar type {kind!r})")
+            name = header[:100].rstrip(b"\0").decode()
+            prefix = header[345:500].rstrip(b"\0").decode() if header[257:262] == b"ustar" \
+                else ""
+            yield extended.get("path", f"{prefix}/{name}" if prefix else name), payload
+            extended = {}
+
+
 def _member_groups(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
     """(key, {kind: payload}) of consecutive tar members sharing a key."""
     key, group = None, {}
-    with tarfile.open(path, "r|") as tar:
-        for member in tar:
-            name, _, kind = member.name.partition(".")
-            if group and name != key:
-                yield key, group
-                group = {}
-            key = name
-            group[kind] = tar.extractfile(member).read()
+    for member, payload in _tar_files(path):
+        name, _, kind = member.partition(".")
+        if group and name != key:
+            yield key, group
+            group = {}
+        key = name
+        group[kind] = payload
     if group:
         yield key, group
 
@@ -140,10 +206,12 @@ def decode_sv(jpeg: bytes, sv_size: int | None = None) -> torch.Tensor:
     import torch  # here: the pair pipeline imports this module, and Kedro should start fast
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    image = Image.open(io.BytesIO(jpeg))  # reads the header only
+    image = Image.open(io.BytesIO(jpeg), formats=["JPEG"])  # reads the header only
     if sv_size and min(image.size) >= 2 * sv_size:
         image.draft("RGB", (sv_size, sv_size))
-        return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        return torch.from_numpy(np.array(image)).permute(2, 0, 1)
     return decode_jpeg(torch.frombuffer(bytearray(jpeg), dtype=torch.uint8),
                        mode=ImageReadMode.RGB)
 
