@@ -136,7 +136,8 @@ def default_config(args: argparse.Namespace) -> dict:
             seconds[way] += time.perf_counter() - start
     fed, alone = (args.steps // rounds * rounds * params.data.batch_size / seconds[way]
                   for way in ("fed", "in_memory"))
-    return {"benchmark": "train_step", "batch": params.data.batch_size, "steps": args.steps,
+    return {"benchmark": "train_step", "batch": params.data.batch_size,
+            "steps": args.steps // rounds * rounds,
             "num_workers": params.data.num_workers, "threads": torch.get_num_threads(),
             "datamodule_samples_per_s": round(fed, 1), "in_memory_samples_per_s": round(alone, 1),
             "ratio": round(fed / alone, 3),

@@ -239,3 +239,22 @@ def test_a_damaged_shard_is_an_error_naming_it_and_the_byte(tmp_path):
     folder = _tar(tmp_path / "folder.tar", [("a.json", b"1")], directory=True)
     with pytest.raises(ValueError, match=r"folder\.tar: the member at byte 0 is not a plain file"):
         list(_tar_files(folder))
+
+
+def test_damage_that_tarfile_reads_past_is_an_error_too(tmp_path):
+    """A zeroed header mid-shard (tarfile stops there: fewer samples, no error), a cut
+    inside the padding, and pax records that are garbage or that never advance."""
+    from gair.io.shards import _tar_files
+
+    data = _tar(tmp_path / "s.tar", [("a.json", b"1" * 700), ("b.json", b"2" * 10)]).read_bytes()
+    long = _tar(tmp_path / "long.tar", [("v" * 150 + ".json", b"{}")]).read_bytes()
+    assert long[156:157] == b"x"  # a pax header first, its records at byte 512
+    cases = {"zeroed.tar": (data[:1536] + bytes(512) + data[2048:],
+                            "data after the end-of-archive block at byte 1536"),
+             "padding.tar": (data[:2100], "holds 10 of its 10 bytes and part of its padding"),
+             "stuck.tar": (long[:512] + b"000" + long[515:], "corrupt pax header at byte 0"),
+             "garbage.tar": (long[:512] + b"abc" + long[515:], "corrupt pax header at byte 0")}
+    for name, (content, reason) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match=f"{name}: .*{reason}"):
+            list(_tar_files(tmp_path / name))
