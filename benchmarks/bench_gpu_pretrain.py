@@ -123,11 +123,16 @@ def benchmark_params(args: argparse.Namespace, folder: Path) -> PretrainParams:
     return PretrainParams(**raw)
 
 
+def first_batch_on(device: torch.device, datamodule: L.LightningDataModule) -> dict[str, Any]:
+    """The first training batch, moved to ``device`` and preprocessed there as in training."""
+    batch = next(iter(datamodule.train_dataloader()))
+    return datamodule.on_after_batch_transfer(move_data_to_device(batch, device), 0)
+
+
 def count_flops(system: torch.nn.Module, datamodule: L.LightningDataModule,
                 device: torch.device, bf16: bool) -> float:
     """FLOPs of one training step (uncompiled: compiled kernels are not counted), per pair."""
-    batch = next(iter(datamodule.train_dataloader()))
-    batch = datamodule.on_after_batch_transfer(move_data_to_device(batch, device), 0)
+    batch = first_batch_on(device, datamodule)
     counted = copy.deepcopy(system).to(device).train()
     with FlopCounterMode(display=False) as counter:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):

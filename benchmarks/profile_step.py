@@ -26,11 +26,10 @@ import time
 from pathlib import Path
 
 import torch
-from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_gpu_pretrain import benchmark_params
+from bench_gpu_pretrain import benchmark_params, first_batch_on
 from paper_format import write_paper_shards
 
 from gair.io.shards import SAMPLES_TABLE
@@ -175,8 +174,7 @@ def main() -> None:
         system, datamodule = build_training(
             params.with_overrides({"performance.compile": False}), shards)
         datamodule.setup()
-        batch = next(iter(datamodule.train_dataloader()))
-        batch = datamodule.on_after_batch_transfer(move_data_to_device(batch, device), 0)
+        batch = first_batch_on(device, datamodule)
         system = system.to(device).train()
         trainable = [p for p in system.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=1e-6, fused=device.type == "cuda")

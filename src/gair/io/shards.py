@@ -162,31 +162,34 @@ def _tar_files(path: Path) -> Iterator[tuple[str, bytes]]:
                                  + ("" if len(data) < size else " and part of its padding"))
             payload = data[:size]
             kind = header[156:157]
-            try:
-                if kind == b"x":  # a pax header for the next member
+            if kind == b"x":  # a pax header for the next member
+                try:
                     extended = _pax_records(payload)
-                    continue
-                if kind == b"L":  # a GNU long name for the next member
-                    extended = {"path": payload.rstrip(b"\0").decode()}
-                    continue
-                if kind == b"g":  # pax global header: nothing the shards need
-                    continue
-                if kind not in (b"0", b"\0"):
-                    raise ValueError(f"{path}: the member at byte {offset} is not a plain file "
-                                     f"(tar type {kind!r})")
-                name = header[:100].rstrip(b"\0").decode()
-                prefix = header[345:500].rstrip(b"\0").decode() \
-                    if header[257:262] == b"ustar" else ""
-            except UnicodeDecodeError:
-                raise ValueError(f"{path}: corrupt name in the tar header at byte {offset}") \
-                    from None
-            except ValueError as error:
-                if str(path) in str(error):
-                    raise
-                raise ValueError(f"{path}: corrupt pax header at byte {offset} ({error})") \
-                    from None
+                except ValueError as error:  # UnicodeDecodeError included
+                    raise ValueError(f"{path}: corrupt pax header at byte {offset} ({error})") \
+                        from None
+                continue
+            if kind == b"L":  # a GNU long name for the next member
+                extended = {"path": _header_text(payload, path, offset)}
+                continue
+            if kind == b"g":  # pax global header: nothing the shards need
+                continue
+            if kind not in (b"0", b"\0"):
+                raise ValueError(f"{path}: the member at byte {offset} is not a plain file "
+                                 f"(tar type {kind!r})")
+            name = _header_text(header[:100], path, offset)
+            prefix = _header_text(header[345:500], path, offset) \
+                if header[257:262] == b"ustar" else ""
             yield extended.get("path", f"{prefix}/{name}" if prefix else name), payload
             extended = {}
+
+
+def _header_text(raw: bytes, path: Path, offset: int) -> str:
+    """A NUL-padded name field, UTF-8 as tarfile writes it."""
+    try:
+        return raw.rstrip(b"\0").decode()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: corrupt name in the tar header at byte {offset}") from None
 
 
 def _expect_zeros(stream: io.BufferedReader, path: Path, offset: int) -> None:
